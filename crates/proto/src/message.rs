@@ -1,0 +1,285 @@
+//! The messages themselves: handshake, requests, responses and chunks.
+//!
+//! Every frame is a [`Frame`](crate::Frame): a [`RequestId`] and a [`Body`].
+//! The id ties responses and chunks to their request, so one connection can
+//! carry many requests at once; handshake frames use id 0. Request kinds
+//! mirror the seed's commands (put, get, del, haskey, whereis, purge,
+//! balance, remove, leave, join, addnode) plus the node-to-node replica calls.
+//! Variants are only ever appended: postcard encodes an enum by its index.
+
+use bytes::Bytes;
+use mydht_ring::{Member, NodeId};
+use serde::{Deserialize, Serialize};
+
+use crate::{ErrorReply, Timestamp, Version, WriteId};
+
+/// Ties a response or chunk to its request; chosen by the requester, unique
+/// among its requests in flight on one connection.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct RequestId(pub u64);
+
+/// What a frame carries.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Body {
+    /// The first frame a connecting side sends, right after the prefaces.
+    Hello(Hello),
+    /// The accepting side's answer to [`Hello`].
+    Welcome(Welcome),
+    /// A request; the answer comes as a [`Body::Response`] with the same id.
+    Request(Request),
+    /// The answer to the request with the same id.
+    Response(Response),
+    /// A piece of a streamed value for the request with the same id.
+    Chunk(Chunk),
+    /// The sender abandons the request or stream with this id (a timeout, or
+    /// a lagging replica cut off); the receiver drops what it had of it.
+    Cancel,
+}
+
+/// Who is connecting.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Peer {
+    /// A client program.
+    Client,
+    /// Another member of the cluster, by its advertised name.
+    Node(NodeId),
+}
+
+/// The connecting side's introduction.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Hello {
+    /// Who is connecting.
+    pub peer: Peer,
+    /// A fresh random value; the cluster-secret handshake (a later release)
+    /// binds its proof to it so that proofs cannot be replayed.
+    pub nonce: [u8; 16],
+}
+
+/// The accepting side's answer to a [`Hello`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The accepting node's advertised name.
+    pub node: NodeId,
+    /// The protocol version both sides now speak.
+    pub version: u16,
+    /// When the cluster requires its secret, a challenge the connecting side
+    /// must answer with a keyed MAC before any request; `None` while no
+    /// secret is configured (the only mode of this release).
+    pub challenge: Option<[u8; 32]>,
+}
+
+/// A value as it travels: inline in the frame, or announced here and carried
+/// by [`Chunk`] frames with the same request id.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Payload {
+    /// The whole value (at most the chunk size).
+    Inline(Bytes),
+    /// The value follows as chunks; its length if known in advance.
+    Streamed {
+        /// Total length in bytes, when the sender knows it.
+        len: Option<u64>,
+    },
+}
+
+/// One piece of a streamed value.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Chunk {
+    /// Position of this chunk in the stream, from 0.
+    pub seq: u32,
+    /// The bytes (at most the chunk size).
+    pub data: Bytes,
+    /// Whether this is the final chunk.
+    pub last: bool,
+}
+
+/// Store a value under a key (the seed's PUT).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Put {
+    /// The key (at most [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) bytes).
+    pub key: Bytes,
+    /// The value.
+    pub value: Payload,
+    /// Names this write, so a retry is answered with the first outcome.
+    pub write_id: WriteId,
+    /// The newest version the client has seen; the coordinator stamps a
+    /// newer one so one client's writes stay in order across nodes.
+    pub seen: Option<Version>,
+    /// Replicas that must acknowledge; the ring's default when `None`.
+    pub w: Option<u8>,
+}
+
+/// Read a key (the seed's GET).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Get {
+    /// The key.
+    pub key: Bytes,
+    /// Replicas to ask; the ring's default when `None`.
+    pub r: Option<u8>,
+}
+
+/// Delete a key (the seed's DEL): writes a tombstone.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Del {
+    /// The key.
+    pub key: Bytes,
+    /// Names this write, as for [`Put`].
+    pub write_id: WriteId,
+    /// As for [`Put`].
+    pub seen: Option<Version>,
+    /// As for [`Put`].
+    pub w: Option<u8>,
+}
+
+/// A request. Variants are only appended.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// Store a value; any node coordinates.
+    Put(Put),
+    /// Read a value; any node coordinates.
+    Get(Get),
+    /// Delete a value; any node coordinates.
+    Del(Del),
+    /// The timestamp of the asked node's own copy, never forwarded.
+    HasKey {
+        /// The key.
+        key: Bytes,
+    },
+    /// The key's preference list.
+    Whereis {
+        /// The key.
+        key: Bytes,
+    },
+    /// Drop keys this node no longer owns, once their owners hold them.
+    Purge,
+    /// Compare replicas and exchange what differs, on every node.
+    Balance {
+        /// Set when one node forwards the request to the others, so it is
+        /// not forwarded again.
+        forwarded: bool,
+    },
+    /// Take a dead member out of the ring.
+    Remove {
+        /// The member to remove.
+        node: NodeId,
+        /// As for [`Request::Balance`].
+        forwarded: bool,
+    },
+    /// The named member is leaving the ring.
+    Leave {
+        /// The leaving member.
+        node: NodeId,
+    },
+    /// The named node asks to join; answered with the member list.
+    Join {
+        /// The joining node's advertised name.
+        node: NodeId,
+    },
+    /// A member announces that the named node joined.
+    AddNode {
+        /// The new member.
+        node: NodeId,
+        /// The ring epoch that includes it.
+        epoch: u64,
+    },
+    /// Replica call: store this version of a key (a value or a tombstone),
+    /// unless a newer one is already held. The version is never restamped.
+    ReplicaStore {
+        /// The key.
+        key: Bytes,
+        /// The version, as the coordinator stamped it.
+        version: Version,
+        /// The value, or `None` for a tombstone.
+        value: Option<Payload>,
+    },
+    /// Replica call: send the version this node holds, with its value.
+    ReplicaFetch {
+        /// The key.
+        key: Bytes,
+    },
+    /// Replica call: say what this node holds of a key, metadata only.
+    ReplicaProbe {
+        /// The key.
+        key: Bytes,
+    },
+}
+
+/// What a node holds of a key: told apart, unlike haskey's `0.0`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Held {
+    /// Nothing at all.
+    Absent,
+    /// A value with this version.
+    Value(Version),
+    /// A tombstone with this version.
+    Tombstone(Version),
+}
+
+/// A fetched replica entry: the version and the value, or a tombstone.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ReplicaEntry {
+    /// The stored version.
+    pub version: Version,
+    /// The value, or `None` for a tombstone.
+    pub value: Option<Payload>,
+}
+
+/// A ring's membership as a joining node learns it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Members {
+    /// The ring epoch.
+    pub epoch: u64,
+    /// Replication level N.
+    pub replicas: u8,
+    /// Virtual nodes per member.
+    pub vnodes: u32,
+    /// Every member with its state.
+    pub members: Vec<Member>,
+}
+
+/// A response. Variants are only appended.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// A put reached its write quorum.
+    Stored {
+        /// The version the coordinator stamped.
+        version: Version,
+    },
+    /// A delete reached its write quorum.
+    Deleted {
+        /// The tombstone's version.
+        version: Version,
+    },
+    /// A get found a value.
+    Value {
+        /// Its version.
+        version: Version,
+        /// The value.
+        value: Payload,
+    },
+    /// haskey: the timestamp of the node's own copy; `None` when it holds
+    /// nothing or a tombstone (printed `0.0`).
+    HasKey {
+        /// The timestamp, if a value is held.
+        timestamp: Option<Timestamp>,
+    },
+    /// whereis: the preference list.
+    Whereis {
+        /// The replicas, in preference order.
+        nodes: Vec<NodeId>,
+    },
+    /// An admin request (purge, balance, remove, leave, addnode) finished.
+    Done,
+    /// The answer to a join.
+    Members(Members),
+    /// The answer to a replica store.
+    ReplicaStored {
+        /// `false` when a newer (or the same) version was already held.
+        applied: bool,
+    },
+    /// The answer to a replica probe.
+    Held(Held),
+    /// The answer to a replica fetch; `None` when nothing is held.
+    Entry(Option<ReplicaEntry>),
+    /// The request failed.
+    Error(ErrorReply),
+}

@@ -1,0 +1,207 @@
+//! Members of a ring: their names and their states.
+//!
+//! A member is named by its advertised `host:port` string exactly as given:
+//! `localhost:50140` and `127.0.0.1:50140` are two different members, as in
+//! the seed. Its [`MemberState`] is agreed cluster-wide and changing it bumps
+//! the ring's epoch; whether a member is *down* is each node's own view and
+//! lives outside the ring (see [`MemberStatus`]).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::RingError;
+
+/// The longest node name accepted, in bytes (a DNS name is at most 253).
+pub const MAX_NODE_ID_LEN: usize = 260;
+
+/// A member's advertised `host:port`, exactly as given.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NodeId(String);
+
+impl NodeId {
+    /// Checks and wraps a name. Names are compared byte for byte; nothing is
+    /// resolved or normalized. Empty names, names with whitespace or control
+    /// characters and names over [`MAX_NODE_ID_LEN`] bytes are refused.
+    pub fn new(name: impl Into<String>) -> Result<Self, RingError> {
+        let name = name.into();
+        let reason = if name.is_empty() {
+            Some("empty")
+        } else if name.len() > MAX_NODE_ID_LEN {
+            Some("longer than 260 bytes")
+        } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Some("contains whitespace or a control character")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => Err(RingError::InvalidNodeId {
+                name: name.chars().take(64).collect(),
+                reason,
+            }),
+            None => Ok(Self(name)),
+        }
+    }
+
+    /// The name as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for NodeId {
+    type Error = RingError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl From<NodeId> for String {
+    fn from(id: NodeId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({:?})", self.0)
+    }
+}
+
+/// A member's place in the ring, agreed by the whole cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MemberState {
+    /// Announced and receiving writes for the ranges it will own, but not yet
+    /// holding complete data: it does not answer reads.
+    Joining,
+    /// A full member: receives writes and answers reads.
+    Up,
+    /// Handing its ranges to their next owners: still receives writes and
+    /// answers reads until it is gone.
+    Leaving,
+    /// Taken out of the ring: owns nothing, and is refused if it comes back
+    /// with the same data directory.
+    Removed,
+}
+
+impl MemberState {
+    /// Whether the member holds complete data for its ranges (read placement).
+    pub fn holds_data(self) -> bool {
+        matches!(self, Self::Up | Self::Leaving)
+    }
+
+    /// Whether the member will own its ranges once pending moves finish.
+    pub fn is_target(self) -> bool {
+        matches!(self, Self::Up | Self::Joining)
+    }
+
+    /// Whether the member has tokens on the circle at all.
+    pub fn has_tokens(self) -> bool {
+        !matches!(self, Self::Removed)
+    }
+}
+
+/// How one node sees a member: its ring state, overlaid with that node's own
+/// opinion of whether it is alive. This is what status pages show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MemberStatus {
+    /// See [`MemberState::Joining`].
+    Joining,
+    /// See [`MemberState::Up`].
+    Up,
+    /// See [`MemberState::Leaving`].
+    Leaving,
+    /// In the ring but not answering, in this node's view: coordinators skip
+    /// it without changing the ring or its epoch.
+    Down,
+    /// See [`MemberState::Removed`].
+    Removed,
+}
+
+impl MemberStatus {
+    /// Overlays liveness on a ring state. A removed member stays removed.
+    pub fn of(state: MemberState, down: bool) -> Self {
+        match (state, down) {
+            (MemberState::Removed, _) => Self::Removed,
+            (_, true) => Self::Down,
+            (MemberState::Joining, false) => Self::Joining,
+            (MemberState::Up, false) => Self::Up,
+            (MemberState::Leaving, false) => Self::Leaving,
+        }
+    }
+}
+
+impl fmt::Display for MemberStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Joining => "joining",
+            Self::Up => "up",
+            Self::Leaving => "leaving",
+            Self::Down => "down",
+            Self::Removed => "removed",
+        })
+    }
+}
+
+/// One entry of a membership view.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Member {
+    id: NodeId,
+    state: MemberState,
+}
+
+impl Member {
+    /// A member with the given name and state.
+    pub fn new(id: NodeId, state: MemberState) -> Self {
+        Self { id, state }
+    }
+
+    /// Its name.
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    /// Its ring state.
+    pub fn state(&self) -> MemberState {
+        self.state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_are_taken_as_given() {
+        let a = NodeId::new("localhost:50140").expect("valid");
+        let b = NodeId::new("127.0.0.1:50140").expect("valid");
+        assert_ne!(a, b);
+        assert_eq!(a.as_str(), "localhost:50140");
+    }
+
+    #[test]
+    fn bad_node_ids_are_refused() {
+        for bad in ["", "a b:1", "a\0:1", "tab\t:1"] {
+            assert!(
+                matches!(NodeId::new(bad), Err(RingError::InvalidNodeId { .. })),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(NodeId::new("x".repeat(MAX_NODE_ID_LEN + 1)).is_err());
+        assert!(NodeId::new("x".repeat(MAX_NODE_ID_LEN)).is_ok());
+    }
+
+    #[test]
+    fn down_overlays_every_state_but_removed() {
+        assert_eq!(MemberStatus::of(MemberState::Up, true), MemberStatus::Down);
+        assert_eq!(MemberStatus::of(MemberState::Leaving, true), MemberStatus::Down);
+        assert_eq!(MemberStatus::of(MemberState::Removed, true), MemberStatus::Removed);
+        assert_eq!(MemberStatus::of(MemberState::Joining, false), MemberStatus::Joining);
+    }
+}
