@@ -1,0 +1,167 @@
+//! Pins the wire encoding of every enum variant. postcard encodes a variant
+//! by its index, so reordering or removing a variant would silently break
+//! talking to the previous release: such a change must fail here. New
+//! variants are appended (and added to these lists).
+
+use bytes::Bytes;
+use mydht_proto::*;
+use mydht_ring::NodeId;
+
+fn tag<T: serde::Serialize>(v: &T) -> u8 {
+    postcard::to_allocvec(v).expect("serializes")[0]
+}
+
+fn node() -> NodeId {
+    NodeId::new("a:1").expect("valid")
+}
+
+fn version() -> Version {
+    Version {
+        timestamp: Timestamp::from_parts(1, 2),
+        node: node(),
+    }
+}
+
+#[test]
+fn body_variant_indices_are_stable() {
+    let bodies = [
+        Body::Hello(Hello {
+            peer: Peer::Client,
+            nonce: [0; 16],
+        }),
+        Body::Welcome(Welcome {
+            node: node(),
+            version: 1,
+            challenge: None,
+        }),
+        Body::Request(Request::Purge),
+        Body::Response(Response::Done),
+        Body::Chunk(Chunk {
+            seq: 0,
+            data: Bytes::new(),
+            last: true,
+        }),
+        Body::Cancel,
+    ];
+    let tags: Vec<u8> = bodies.iter().map(tag).collect();
+    assert_eq!(tags, [0, 1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn request_variant_indices_are_stable() {
+    let key = Bytes::from_static(b"k");
+    let wid = WriteId { client: 1, seq: 2 };
+    let requests = [
+        Request::Put(Put {
+            key: key.clone(),
+            value: Payload::Inline(Bytes::new()),
+            write_id: wid,
+            seen: None,
+            w: None,
+        }),
+        Request::Get(Get {
+            key: key.clone(),
+            r: None,
+        }),
+        Request::Del(Del {
+            key: key.clone(),
+            write_id: wid,
+            seen: None,
+            w: None,
+        }),
+        Request::HasKey { key: key.clone() },
+        Request::Whereis { key: key.clone() },
+        Request::Purge,
+        Request::Balance { forwarded: false },
+        Request::Remove {
+            node: node(),
+            forwarded: false,
+        },
+        Request::Leave { node: node() },
+        Request::Join { node: node() },
+        Request::AddNode {
+            node: node(),
+            epoch: 1,
+        },
+        Request::ReplicaStore {
+            key: key.clone(),
+            version: version(),
+            value: None,
+        },
+        Request::ReplicaFetch { key: key.clone() },
+        Request::ReplicaProbe { key },
+    ];
+    let tags: Vec<u8> = requests.iter().map(tag).collect();
+    assert_eq!(tags, (0..14).collect::<Vec<u8>>());
+}
+
+#[test]
+fn response_and_error_variant_indices_are_stable() {
+    let responses = [
+        Response::Stored { version: version() },
+        Response::Deleted { version: version() },
+        Response::Value {
+            version: version(),
+            value: Payload::Streamed { len: None },
+        },
+        Response::HasKey { timestamp: None },
+        Response::Whereis { nodes: vec![] },
+        Response::Done,
+        Response::Members(Members {
+            epoch: 1,
+            replicas: 3,
+            vnodes: 512,
+            members: vec![],
+        }),
+        Response::ReplicaStored { applied: true },
+        Response::Held(Held::Absent),
+        Response::Entry(None),
+        Response::Error(ErrorReply::NotFound),
+    ];
+    let tags: Vec<u8> = responses.iter().map(tag).collect();
+    assert_eq!(tags, (0..11).collect::<Vec<u8>>());
+
+    let errors = [
+        ErrorReply::NotFound,
+        ErrorReply::Quorum {
+            acked: 0,
+            required: 1,
+        },
+        ErrorReply::Unavailable {
+            answered: 0,
+            required: 1,
+            nodes: vec![],
+        },
+        ErrorReply::TooLarge {
+            what: Limited::Key,
+            size: 1,
+            max: 0,
+        },
+        ErrorReply::BadRequest { reason: String::new() },
+        ErrorReply::UnknownRequest,
+        ErrorReply::UnsupportedVersion {
+            their_min: 0,
+            their_max: 0,
+            min: 1,
+            max: 1,
+        },
+        ErrorReply::Internal { reason: String::new() },
+    ];
+    let tags: Vec<u8> = errors.iter().map(tag).collect();
+    assert_eq!(tags, (0..8).collect::<Vec<u8>>());
+    let codes: Vec<u16> = errors.iter().map(|e| e.code() as u16).collect();
+    assert_eq!(codes, (1..=8).collect::<Vec<u16>>());
+}
+
+#[test]
+fn a_whole_frame_has_the_documented_layout() {
+    // 4-byte big-endian length, varint id, Body::Request (2), Request::Purge (5).
+    let mut buf = bytes::BytesMut::new();
+    encode_frame(
+        &Frame::new(RequestId(300), Body::Request(Request::Purge)),
+        &mut buf,
+        &Limits::default(),
+    )
+    .expect("encodes");
+    assert_eq!(&buf[..], [0, 0, 0, 4, 0xac, 0x02, 2, 5]);
+}
