@@ -99,12 +99,18 @@ fn dependencies_point_down_only() {
         ("mydht-store", &["mydht-ring", "mydht-proto"]),
         ("mydht-client", &["mydht-ring", "mydht-proto"]),
         ("mydht-node", &["mydht-ring", "mydht-proto", "mydht-store"]),
-        ("mydht", &["mydht-node", "mydht-client", "mydht-ring", "mydht-proto"]),
+        (
+            "mydht",
+            &["mydht-node", "mydht-client", "mydht-ring", "mydht-proto"],
+        ),
     ];
     for (krate, ok) in allowed {
         let deps = g.direct_mydht(krate);
         let bad: Vec<_> = deps.iter().filter(|d| !ok.contains(&d.as_str())).collect();
-        assert!(bad.is_empty(), "{krate} depends on {bad:?}, against DESIGN.md");
+        assert!(
+            bad.is_empty(),
+            "{krate} depends on {bad:?}, against DESIGN.md"
+        );
     }
 }
 

@@ -157,7 +157,10 @@ mod tests {
         let data = Bytes::from((0..=255u8).cycle().take(1000).collect::<Vec<_>>());
         let chunks: Vec<_> = split_chunks(data.clone(), 300).collect();
         assert_eq!(chunks.len(), 4);
-        assert_eq!(chunks.iter().map(|c| c.data.len()).collect::<Vec<_>>(), [300, 300, 300, 100]);
+        assert_eq!(
+            chunks.iter().map(|c| c.data.len()).collect::<Vec<_>>(),
+            [300, 300, 300, 100]
+        );
         assert!(chunks[3].last && !chunks[2].last);
         let joined: Vec<u8> = chunks.iter().flat_map(|c| c.data.iter().copied()).collect();
         assert_eq!(joined, data);
@@ -187,7 +190,10 @@ mod tests {
         let mut a = ChunkAssembler::new(None, 500, 300).expect("fits");
         assert_eq!(
             a.push(&chunk(1, 10, false)),
-            Err(StreamError::OutOfOrder { expected: 0, got: 1 })
+            Err(StreamError::OutOfOrder {
+                expected: 0,
+                got: 1
+            })
         );
         assert_eq!(
             a.push(&chunk(0, 301, false)),
@@ -196,7 +202,10 @@ mod tests {
         a.push(&chunk(0, 300, false)).expect("valid");
         assert_eq!(
             a.push(&chunk(1, 201, true)),
-            Err(StreamError::TooLong { received: 501, max: 500 })
+            Err(StreamError::TooLong {
+                received: 501,
+                max: 500
+            })
         );
         a.push(&chunk(1, 200, true)).expect("valid");
         assert_eq!(a.push(&chunk(2, 0, true)), Err(StreamError::AfterEnd));
@@ -204,7 +213,10 @@ mod tests {
         let mut short = ChunkAssembler::new(Some(100), 500, 300).expect("fits");
         assert_eq!(
             short.push(&chunk(0, 50, true)),
-            Err(StreamError::TooShort { received: 50, expected: 100 })
+            Err(StreamError::TooShort {
+                received: 50,
+                expected: 100
+            })
         );
         assert!(ChunkAssembler::new(Some(501), 500, 300).is_err());
     }

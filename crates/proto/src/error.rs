@@ -54,7 +54,10 @@ pub enum ErrorReply {
     },
     /// Fewer replicas answered a read than it required, or the nodes named
     /// could not be reached.
-    #[error("ERR_UNAVAILABLE: {answered} of {required} replicas answered{}", list(nodes))]
+    #[error(
+        "ERR_UNAVAILABLE: {answered} of {required} replicas answered{}",
+        list(nodes)
+    )]
     Unavailable {
         /// Replicas that answered.
         answered: u8,
@@ -159,7 +162,11 @@ mod tests {
     fn messages_match_the_cli_outcome_table() {
         assert_eq!(ErrorReply::NotFound.to_string(), "ERR_VALUE_NOT_FOUND");
         assert_eq!(
-            ErrorReply::Quorum { acked: 1, required: 2 }.to_string(),
+            ErrorReply::Quorum {
+                acked: 1,
+                required: 2
+            }
+            .to_string(),
             "ERR_QUORUM: 1 of 2 replicas acknowledged; the write may be partly applied"
         );
         let unavailable = ErrorReply::Unavailable {

@@ -89,10 +89,11 @@ pub fn decode_frame(buf: &[u8], limits: &Limits) -> Result<(Frame, usize), Frame
         });
     }
     let bytes = &buf[PREFIX_LEN..total];
-    let (id, rest) = postcard::take_from_bytes::<u64>(bytes).map_err(|e| FrameError::Malformed {
-        id: None,
-        reason: e.to_string(),
-    })?;
+    let (id, rest) =
+        postcard::take_from_bytes::<u64>(bytes).map_err(|e| FrameError::Malformed {
+            id: None,
+            reason: e.to_string(),
+        })?;
     let id = RequestId(id);
     let malformed = |reason: String| FrameError::Malformed {
         id: Some(id),

@@ -56,12 +56,20 @@ pub fn classify(first: &[u8]) -> Protocol {
         let n = first.len().min(start.len());
         if first[..n] == start[..n] {
             if n == start.len() {
-                return if start == MAGIC { Protocol::Binary } else { Protocol::Http };
+                return if start == MAGIC {
+                    Protocol::Binary
+                } else {
+                    Protocol::Http
+                };
             }
             undecided = true;
         }
     }
-    if undecided { Protocol::NeedMore } else { Protocol::Unknown }
+    if undecided {
+        Protocol::NeedMore
+    } else {
+        Protocol::Unknown
+    }
 }
 
 /// The versions one side speaks.
@@ -181,7 +189,10 @@ mod tests {
         let p = Preface { min: 1, max: 3 };
         assert_eq!(Preface::parse(&p.encode()), Ok(p));
         assert_eq!(p.negotiate(&Preface { min: 2, max: 5 }), Ok(3));
-        assert_eq!(Preface::CURRENT.negotiate(&Preface::CURRENT), Ok(MAX_PROTOCOL_VERSION));
+        assert_eq!(
+            Preface::CURRENT.negotiate(&Preface::CURRENT),
+            Ok(MAX_PROTOCOL_VERSION)
+        );
         let newer = Preface { min: 7, max: 9 };
         assert!(matches!(
             Preface::CURRENT.negotiate(&newer),

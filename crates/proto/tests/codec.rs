@@ -131,8 +131,15 @@ fn oversized_frames_are_refused_both_ways() {
     );
     let mut buf = BytesMut::from(&b"keep"[..]);
     let err = encode_frame(&big, &mut buf, &limits).expect_err("over the limit");
-    assert!(matches!(err, FrameError::TooLarge { max: 1000, .. }), "{err}");
-    assert_eq!(&buf[..], b"keep", "a refused frame leaves the buffer as it was");
+    assert!(
+        matches!(err, FrameError::TooLarge { max: 1000, .. }),
+        "{err}"
+    );
+    assert_eq!(
+        &buf[..],
+        b"keep",
+        "a refused frame leaves the buffer as it was"
+    );
 
     // A peer announcing a huge frame is refused from the prefix alone.
     let mut wire = BytesMut::new();
@@ -168,7 +175,10 @@ fn trailing_bytes_in_a_frame_are_malformed() {
     buf[..4].copy_from_slice(&len.to_be_bytes());
     assert!(matches!(
         decode_frame(&buf, &Limits::default()),
-        Err(FrameError::Malformed { id: Some(RequestId(1)), .. })
+        Err(FrameError::Malformed {
+            id: Some(RequestId(1)),
+            ..
+        })
     ));
 }
 

@@ -137,7 +137,9 @@ fn response_and_error_variant_indices_are_stable() {
             size: 1,
             max: 0,
         },
-        ErrorReply::BadRequest { reason: String::new() },
+        ErrorReply::BadRequest {
+            reason: String::new(),
+        },
         ErrorReply::UnknownRequest,
         ErrorReply::UnsupportedVersion {
             their_min: 0,
@@ -145,7 +147,9 @@ fn response_and_error_variant_indices_are_stable() {
             min: 1,
             max: 1,
         },
-        ErrorReply::Internal { reason: String::new() },
+        ErrorReply::Internal {
+            reason: String::new(),
+        },
     ];
     let tags: Vec<u8> = errors.iter().map(tag).collect();
     assert_eq!(tags, (0..8).collect::<Vec<u8>>());

@@ -115,7 +115,11 @@ fn diff(a: &Ring, pa: Placement, b: &Ring, pb: Placement) -> Vec<RangeChange> {
     bounds.dedup();
     let mut out: Vec<RangeChange> = Vec::new();
     for (k, &end) in bounds.iter().enumerate() {
-        let start = if k == 0 { bounds[bounds.len() - 1] } else { bounds[k - 1] };
+        let start = if k == 0 {
+            bounds[bounds.len() - 1]
+        } else {
+            bounds[k - 1]
+        };
         // No token of either ring lies strictly inside (start, end], so
         // every key there lands on the same token as `end` itself does.
         let before = a.placement(pa, Position(end)).to_vec();

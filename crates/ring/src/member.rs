@@ -200,8 +200,17 @@ mod tests {
     #[test]
     fn down_overlays_every_state_but_removed() {
         assert_eq!(MemberStatus::of(MemberState::Up, true), MemberStatus::Down);
-        assert_eq!(MemberStatus::of(MemberState::Leaving, true), MemberStatus::Down);
-        assert_eq!(MemberStatus::of(MemberState::Removed, true), MemberStatus::Removed);
-        assert_eq!(MemberStatus::of(MemberState::Joining, false), MemberStatus::Joining);
+        assert_eq!(
+            MemberStatus::of(MemberState::Leaving, true),
+            MemberStatus::Down
+        );
+        assert_eq!(
+            MemberStatus::of(MemberState::Removed, true),
+            MemberStatus::Removed
+        );
+        assert_eq!(
+            MemberStatus::of(MemberState::Joining, false),
+            MemberStatus::Joining
+        );
     }
 }

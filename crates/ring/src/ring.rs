@@ -497,10 +497,18 @@ mod tests {
 
     #[test]
     fn colliding_tokens_are_kept_and_reported() {
-        let members = vec![member("a:1", MemberState::Up), member("b:1", MemberState::Up)];
+        let members = vec![
+            member("a:1", MemberState::Up),
+            member("b:1", MemberState::Up),
+        ];
         let params = RingParams::new(1, 2).expect("params");
         // Both members put a token at 100; b sorts second and loses it.
-        let ring = Ring::from_points(params, 1, members, vec![(100, 1), (100, 0), (500, 1), (900, 0)]);
+        let ring = Ring::from_points(
+            params,
+            1,
+            members,
+            vec![(100, 1), (100, 0), (500, 1), (900, 0)],
+        );
         assert_eq!(ring.token_count(), 4, "no token was dropped");
         assert_eq!(
             ring.token_collisions(),
@@ -515,14 +523,22 @@ mod tests {
         assert_eq!(owner(101), "b:1");
         assert_eq!(owner(901), "a:1", "wraps to the lowest token");
         // b's colliding token owns an empty range: shares still add to 1.
-        let total: f64 = ring.ownership(Placement::Current).iter().map(|(_, s)| s).sum();
+        let total: f64 = ring
+            .ownership(Placement::Current)
+            .iter()
+            .map(|(_, s)| s)
+            .sum();
         assert!((total - 1.0).abs() < 1e-9);
     }
 
     #[test]
     fn one_node_ring_owns_everything() {
-        let ring = Ring::new(RingParams::default(), 1, [member("localhost:50140", MemberState::Up)])
-            .expect("ring");
+        let ring = Ring::new(
+            RingParams::default(),
+            1,
+            [member("localhost:50140", MemberState::Up)],
+        )
+        .expect("ring");
         let q = ring.quorum();
         assert_eq!((q.n(), q.w(), q.r()), (1, 1, 1));
         let set = ring.preference_list(Position::of_key(b"mykey"));
@@ -531,8 +547,12 @@ mod tests {
 
     #[test]
     fn empty_placement_can_never_reach_quorum() {
-        let ring = Ring::new(RingParams::default(), 1, [member("a:1", MemberState::Joining)])
-            .expect("ring");
+        let ring = Ring::new(
+            RingParams::default(),
+            1,
+            [member("a:1", MemberState::Joining)],
+        )
+        .expect("ring");
         let q = ring.quorum();
         assert_eq!(q.n(), 0);
         assert!(q.w() > ring.read_set(Position(5), |_| false).len());
@@ -544,14 +564,23 @@ mod tests {
         let dup = Ring::new(
             RingParams::default(),
             1,
-            [member("a:1", MemberState::Up), member("a:1", MemberState::Joining)],
+            [
+                member("a:1", MemberState::Up),
+                member("a:1", MemberState::Joining),
+            ],
         );
         assert!(matches!(dup, Err(RingError::DuplicateMember { .. })));
-        assert!(matches!(RingParams::new(0, 8), Err(RingError::InvalidReplicas { .. })));
+        assert!(matches!(
+            RingParams::new(0, 8),
+            Err(RingError::InvalidReplicas { .. })
+        ));
         assert!(matches!(
             RingParams::new(MAX_REPLICAS + 1, 8),
             Err(RingError::InvalidReplicas { .. })
         ));
-        assert!(matches!(RingParams::new(3, 0), Err(RingError::InvalidVnodes { .. })));
+        assert!(matches!(
+            RingParams::new(3, 0),
+            Err(RingError::InvalidVnodes { .. })
+        ));
     }
 }

@@ -14,7 +14,12 @@ fn names(count: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<St
 fn up(names: &[String]) -> Vec<Member> {
     names
         .iter()
-        .map(|n| Member::new(NodeId::new(n.as_str()).expect("valid name"), MemberState::Up))
+        .map(|n| {
+            Member::new(
+                NodeId::new(n.as_str()).expect("valid name"),
+                MemberState::Up,
+            )
+        })
         .collect()
 }
 
@@ -33,7 +38,7 @@ fn in_some_change(changes: &[mydht_ring::RangeChange], pos: Position) -> bool {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// 1. A preference list holds exactly min(N, members) distinct members.
+    /// Property 1: A preference list holds exactly min(N, members) distinct members.
     #[test]
     fn preference_lists_hold_min_n_distinct_members(
         names in names(1..=12),
@@ -50,7 +55,7 @@ proptest! {
         }
     }
 
-    /// 2. Placement depends only on the member set, not on the order the
+    /// Property 2: Placement depends only on the member set, not on the order the
     /// members were given in.
     #[test]
     fn placement_is_deterministic_and_order_independent(
@@ -76,7 +81,7 @@ proptest! {
         }
     }
 
-    /// 3a. Adding a member moves only ranges the new member gains: in every
+    /// Property 3a: Adding a member moves only ranges the new member gains: in every
     /// changed range it is the one gainer, and outside the changed ranges
     /// nothing moved. A join that moves nothing fails.
     #[test]
@@ -103,7 +108,7 @@ proptest! {
         }
     }
 
-    /// 3b. Removing a member moves only ranges it held, whether it is
+    /// Property 3b: Removing a member moves only ranges it held, whether it is
     /// dropped from the view or marked removed, and it does move them.
     #[test]
     fn a_removal_moves_only_what_the_removed_member_held(
@@ -136,7 +141,7 @@ proptest! {
         }
     }
 
-    /// 5. Write and read sets follow member states and liveness; the
+    /// Property 5: Write and read sets follow member states and liveness; the
     /// effective N and default quorums follow the member count.
     #[test]
     fn replica_sets_follow_member_states(
@@ -198,7 +203,7 @@ proptest! {
     }
 }
 
-/// 4. Balance: every member replicates between 0.85× and 1.15× of its fair
+/// Property 4: Balance: every member replicates between 0.85× and 1.15× of its fair
 /// share (N / members of the circle) at the default V, for clusters of 10
 /// and of 100 members with N = 3. The measurement behind the default V
 /// (1,000+ clusters of each size) is the `balance` example; this keeps a
@@ -210,7 +215,10 @@ fn assert_balanced(names: &[String]) -> Result<(), TestCaseError> {
         let ratio = share / fair;
         prop_assert!(
             (0.85..=1.15).contains(&ratio),
-            "{} holds {:.3}x its fair share in a {}-member ring", id, ratio, names.len()
+            "{} holds {:.3}x its fair share in a {}-member ring",
+            id,
+            ratio,
+            names.len()
         );
     }
     Ok(())
@@ -235,7 +243,10 @@ proptest! {
 #[test]
 fn a_joining_member_writes_but_does_not_read_until_up() {
     let mut view = up(&["a:1".into(), "b:1".into(), "c:1".into()]);
-    view.push(Member::new(NodeId::new("d:1").expect("valid"), MemberState::Joining));
+    view.push(Member::new(
+        NodeId::new("d:1").expect("valid"),
+        MemberState::Joining,
+    ));
     let r = ring(3, 64, view);
     let d = NodeId::new("d:1").expect("valid");
     // Some key is placed on d once it is up: find one and check both sets.
@@ -245,7 +256,15 @@ fn a_joining_member_writes_but_does_not_read_until_up() {
         .expect("d owns something in the target placement");
     assert!(r.write_set(pos, |_| false).contains(&d));
     assert!(!r.read_set(pos, |_| false).contains(&d));
-    assert_eq!(r.write_set(pos, |_| false).len(), 4, "old owner keeps getting writes");
+    assert_eq!(
+        r.write_set(pos, |_| false).len(),
+        4,
+        "old owner keeps getting writes"
+    );
     assert!(!r.pending_changes().is_empty());
-    assert!(r.pending_changes().iter().all(|c| c.gained().all(|g| g == &d)));
+    assert!(
+        r.pending_changes()
+            .iter()
+            .all(|c| c.gained().all(|g| g == &d))
+    );
 }

@@ -51,22 +51,49 @@ pub fn member() -> impl Strategy<Value = Member> {
 
 pub fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
-        (key(), payload(), write_id(), prop::option::of(version()), any::<Option<u8>>()).prop_map(
-            |(key, value, write_id, seen, w)| Request::Put(Put { key, value, write_id, seen, w })
-        ),
+        (
+            key(),
+            payload(),
+            write_id(),
+            prop::option::of(version()),
+            any::<Option<u8>>()
+        )
+            .prop_map(|(key, value, write_id, seen, w)| Request::Put(Put {
+                key,
+                value,
+                write_id,
+                seen,
+                w
+            })),
         (key(), any::<Option<u8>>()).prop_map(|(key, r)| Request::Get(Get { key, r })),
-        (key(), write_id(), prop::option::of(version()), any::<Option<u8>>())
-            .prop_map(|(key, write_id, seen, w)| Request::Del(Del { key, write_id, seen, w })),
+        (
+            key(),
+            write_id(),
+            prop::option::of(version()),
+            any::<Option<u8>>()
+        )
+            .prop_map(|(key, write_id, seen, w)| Request::Del(Del {
+                key,
+                write_id,
+                seen,
+                w
+            })),
         key().prop_map(|key| Request::HasKey { key }),
         key().prop_map(|key| Request::Whereis { key }),
         Just(Request::Purge),
         any::<bool>().prop_map(|forwarded| Request::Balance { forwarded }),
-        (node_id(), any::<bool>()).prop_map(|(node, forwarded)| Request::Remove { node, forwarded }),
+        (node_id(), any::<bool>())
+            .prop_map(|(node, forwarded)| Request::Remove { node, forwarded }),
         node_id().prop_map(|node| Request::Leave { node }),
         node_id().prop_map(|node| Request::Join { node }),
         (node_id(), any::<u64>()).prop_map(|(node, epoch)| Request::AddNode { node, epoch }),
-        (key(), version(), prop::option::of(payload()))
-            .prop_map(|(key, version, value)| Request::ReplicaStore { key, version, value }),
+        (key(), version(), prop::option::of(payload())).prop_map(|(key, version, value)| {
+            Request::ReplicaStore {
+                key,
+                version,
+                value,
+            }
+        }),
         key().prop_map(|key| Request::ReplicaFetch { key }),
         key().prop_map(|key| Request::ReplicaProbe { key }),
     ]
@@ -81,12 +108,23 @@ pub fn error_reply() -> impl Strategy<Value = ErrorReply> {
     ];
     prop_oneof![
         Just(ErrorReply::NotFound),
-        (any::<u8>(), any::<u8>()).prop_map(|(acked, required)| ErrorReply::Quorum { acked, required }),
-        (any::<u8>(), any::<u8>(), prop::collection::vec(node_id(), 0..4)).prop_map(
-            |(answered, required, nodes)| ErrorReply::Unavailable { answered, required, nodes }
-        ),
-        (limited, any::<u64>(), any::<u64>())
-            .prop_map(|(what, size, max)| ErrorReply::TooLarge { what, size, max }),
+        (any::<u8>(), any::<u8>())
+            .prop_map(|(acked, required)| ErrorReply::Quorum { acked, required }),
+        (
+            any::<u8>(),
+            any::<u8>(),
+            prop::collection::vec(node_id(), 0..4)
+        )
+            .prop_map(|(answered, required, nodes)| ErrorReply::Unavailable {
+                answered,
+                required,
+                nodes
+            }),
+        (limited, any::<u64>(), any::<u64>()).prop_map(|(what, size, max)| ErrorReply::TooLarge {
+            what,
+            size,
+            max
+        }),
         ".{0,40}".prop_map(|reason| ErrorReply::BadRequest { reason }),
         Just(ErrorReply::UnknownRequest),
         (any::<u16>(), any::<u16>(), any::<u16>(), any::<u16>()).prop_map(
@@ -109,14 +147,20 @@ pub fn response() -> impl Strategy<Value = Response> {
         prop::option::of(timestamp()).prop_map(|timestamp| Response::HasKey { timestamp }),
         prop::collection::vec(node_id(), 0..5).prop_map(|nodes| Response::Whereis { nodes }),
         Just(Response::Done),
-        (any::<u64>(), any::<u8>(), any::<u32>(), prop::collection::vec(member(), 0..5)).prop_map(
-            |(epoch, replicas, vnodes, members)| Response::Members(Members {
-                epoch,
-                replicas,
-                vnodes,
-                members
-            })
-        ),
+        (
+            any::<u64>(),
+            any::<u8>(),
+            any::<u32>(),
+            prop::collection::vec(member(), 0..5)
+        )
+            .prop_map(
+                |(epoch, replicas, vnodes, members)| Response::Members(Members {
+                    epoch,
+                    replicas,
+                    vnodes,
+                    members
+                })
+            ),
         any::<bool>().prop_map(|applied| Response::ReplicaStored { applied }),
         prop_oneof![
             Just(Held::Absent),
@@ -124,8 +168,9 @@ pub fn response() -> impl Strategy<Value = Response> {
             version().prop_map(Held::Tombstone),
         ]
         .prop_map(Response::Held),
-        prop::option::of((version(), prop::option::of(payload())))
-            .prop_map(|e| Response::Entry(e.map(|(version, value)| ReplicaEntry { version, value }))),
+        prop::option::of((version(), prop::option::of(payload()))).prop_map(|e| Response::Entry(
+            e.map(|(version, value)| ReplicaEntry { version, value })
+        )),
         error_reply().prop_map(Response::Error),
     ]
 }
@@ -137,8 +182,13 @@ pub fn body() -> impl Strategy<Value = Body> {
             any::<[u8; 16]>()
         )
             .prop_map(|(peer, nonce)| Body::Hello(Hello { peer, nonce })),
-        (node_id(), any::<u16>(), any::<Option<[u8; 32]>>())
-            .prop_map(|(node, version, challenge)| Body::Welcome(Welcome { node, version, challenge })),
+        (node_id(), any::<u16>(), any::<Option<[u8; 32]>>()).prop_map(
+            |(node, version, challenge)| Body::Welcome(Welcome {
+                node,
+                version,
+                challenge
+            })
+        ),
         request().prop_map(Body::Request),
         response().prop_map(Body::Response),
         (any::<u32>(), bytes(600), any::<bool>())
