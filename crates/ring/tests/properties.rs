@@ -207,7 +207,8 @@ proptest! {
 /// share (N / members of the circle) at the default V, for clusters of 10
 /// and of 100 members with N = 3. The measurement behind the default V
 /// (1,000+ clusters of each size) is the `balance` example; this keeps a
-/// few random clusters as a guard.
+/// few clusters as a guard, drawn from a fixed seed so that a rare unlucky
+/// draw cannot turn into a flaky failure with no change to the code.
 fn assert_balanced(names: &[String]) -> Result<(), TestCaseError> {
     let r = Ring::new(RingParams::default(), 1, up(names)).expect("ring");
     let fair = 3.0 / names.len() as f64;
@@ -224,8 +225,15 @@ fn assert_balanced(names: &[String]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+fn fixed_seed(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x6d79_6468_7400),
+        ..ProptestConfig::with_cases(cases)
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(12))]
+    #![proptest_config(fixed_seed(12))]
     #[test]
     fn ten_members_share_the_circle_evenly(names in names(10..=10)) {
         assert_balanced(&names)?;
@@ -233,7 +241,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(3))]
+    #![proptest_config(fixed_seed(3))]
     #[test]
     fn a_hundred_members_share_the_circle_evenly(names in names(100..=100)) {
         assert_balanced(&names)?;
