@@ -11,11 +11,14 @@
 //! value in memory. Failures travel as typed [`ErrorReply`] values with
 //! stable codes.
 //!
+//! [`io`] reads and writes frames on any tokio `AsyncRead`/`AsyncWrite` and
+//! runs the preface exchange; [`conn`] is the requesting side of a
+//! connection, multiplexed, which clients and nodes (for replica calls) share.
+//!
 //! This crate says nothing about what a node does with a request (that is
-//! `mydht-node`) and owns no sockets: the codec plugs into any tokio
-//! `AsyncRead`/`AsyncWrite` through `tokio_util::codec::Framed`, and the
-//! frame functions work on plain byte slices (which is what the fuzzer
-//! drives).
+//! `mydht-node`) and opens no sockets itself: callers hand it connected
+//! streams. The frame functions work on plain byte slices, which is what the
+//! fuzzer drives.
 //!
 //! Compatibility: enum variants are only ever appended, never reordered or
 //! removed, since postcard encodes a variant by its index; a test pins the
@@ -24,8 +27,10 @@
 
 mod chunk;
 mod codec;
+pub mod conn;
 mod error;
 mod frame;
+pub mod io;
 mod limits;
 mod message;
 mod preface;
