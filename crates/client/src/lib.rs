@@ -1,7 +1,40 @@
 //! The async client library that programs embed to talk to a mydht cluster.
 //!
-//! This crate will connect to one or more nodes and offer put, get, delete,
-//! haskey, whereis and the admin calls, retrying on another node as the
-//! seed's client did. It depends only on the ring and the wire protocol: it
-//! never compiles a storage engine or a web framework. It arrives with the
-//! working-cluster issue; until then the crate is empty on purpose.
+//! ```no_run
+//! use mydht_client::Client;
+//!
+//! # async fn demo() -> Result<(), mydht_client::ClientError> {
+//! // Any node of the cluster will do; others are learned from it.
+//! let client = Client::new(["localhost:50140"])?;
+//! client.put("mykey", "myvalue").await?;
+//! let value = client.get("mykey").await?.expect("just written");
+//! assert_eq!(&value.bytes[..], b"myvalue");
+//! println!("stored on {:?}", client.whereis("mykey").await?);
+//! client.delete("mykey").await?;
+//! assert!(client.get("mykey").await?.is_none());
+//! # Ok(()) }
+//! ```
+//!
+//! A [`Client`] talks to one node at a time over one multiplexed connection
+//! (many calls in flight at once). A call that fails in transport (the node
+//! is down, the connection drops, no answer in time) is tried again, up to
+//! three attempts in all, each on the next known node, as the seed's client
+//! did; an answer from a node (not found, quorum shortfall) is returned as it
+//! is. Every write carries a write id, the same on every attempt, so a retry
+//! can never stamp a second version; and the highest version the client has
+//! seen, so one client's writes stay in order even through different nodes.
+//! `haskey` asks one node about its own copy and is never moved to another.
+//!
+//! This crate depends only on the ring and the wire protocol: it compiles no
+//! storage engine and no web framework. Values are held in memory here, up to
+//! [`MAX_IN_MEMORY_VALUE`](mydht_proto::MAX_IN_MEMORY_VALUE).
+
+mod client;
+mod error;
+mod options;
+
+pub use client::{Client, Value};
+pub use error::ClientError;
+pub use mydht_proto::{Members, Timestamp, Version};
+pub use mydht_ring::NodeId;
+pub use options::{ClientOptions, ReadOptions, WriteOptions};

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use mydht_ring::NodeId;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::io::{FrameReader, FrameWriter, IoError, connect_preface};
 use crate::{
-    Body, Chunk, ErrorReply, Frame, Hello, Limited, Limits, Payload, ReplicaEntry, Request,
-    RequestId, Response,
+    Body, Chunk, ChunkAssembler, ErrorReply, Frame, Hello, Limited, Limits, Payload, ReplicaEntry,
+    Request, RequestId, Response, StreamError, split_chunks,
 };
 
 /// Frames buffered per exchange before the reader waits for its consumer.
@@ -58,6 +58,9 @@ pub enum ConnError {
         /// What arrived instead of what was expected.
         reason: &'static str,
     },
+    /// A streamed value broke its announcement (order, size, length).
+    #[error("bad value stream: {0}")]
+    Stream(#[from] StreamError),
 }
 
 type Pending = Mutex<HashMap<u64, mpsc::Sender<Body>>>;
@@ -85,6 +88,18 @@ fn is_terminal(body: &Body) -> bool {
         Body::Response(r) => !response_streams(r),
         Body::Chunk(c) => c.last,
         _ => true,
+    }
+}
+
+/// How a value of this size travels: inline up to the chunk size, else
+/// announced with its length and sent as chunks.
+pub fn payload_for(value: &Bytes, chunk_size: usize) -> Payload {
+    if value.len() <= chunk_size {
+        Payload::Inline(value.clone())
+    } else {
+        Payload::Streamed {
+            len: Some(value.len() as u64),
+        }
     }
 }
 
@@ -275,6 +290,43 @@ impl Exchange {
             _ => Err(ConnError::Protocol {
                 reason: "expected a chunk",
             }),
+        }
+    }
+
+    /// Sends `value` as the chunks of a streamed request body (after a request
+    /// whose payload [`payload_for`] made `Streamed`); a no-op for an inline
+    /// value.
+    pub async fn send_value(&self, value: &Bytes, chunk_size: usize) -> Result<(), ConnError> {
+        if value.len() <= chunk_size {
+            return Ok(());
+        }
+        for chunk in split_chunks(value.clone(), chunk_size) {
+            self.send_chunk(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// The value a response announced: inline, or gathered from the chunks
+    /// that follow, refusing more than `max` bytes.
+    pub async fn collect_value(
+        &mut self,
+        payload: Payload,
+        max: u64,
+        chunk_size: usize,
+    ) -> Result<Bytes, ConnError> {
+        match payload {
+            Payload::Inline(b) => Ok(b),
+            Payload::Streamed { len } => {
+                let mut check = ChunkAssembler::new(len, max, chunk_size)?;
+                let capacity = usize::try_from(len.unwrap_or(0).min(max)).unwrap_or(0);
+                let mut buf = BytesMut::with_capacity(capacity);
+                while !check.is_done() {
+                    let chunk = self.chunk().await?;
+                    check.push(&chunk)?;
+                    buf.extend_from_slice(&chunk.data);
+                }
+                Ok(buf.freeze())
+            }
         }
     }
 

@@ -201,6 +201,9 @@ pub enum Request {
         /// The key.
         key: Bytes,
     },
+    /// The ring's member list, without joining: how a client learns other
+    /// nodes to fall back on. Answered with [`Response::Members`].
+    Members,
 }
 
 /// What a node holds of a key: told apart, unlike haskey's `0.0`.
@@ -269,7 +272,7 @@ pub enum Response {
     },
     /// An admin request (purge, balance, remove, leave, addnode) finished.
     Done,
-    /// The answer to a join.
+    /// The answer to a join or a members request.
     Members(Members),
     /// The answer to a replica store.
     ReplicaStored {

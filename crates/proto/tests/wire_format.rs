@@ -90,9 +90,10 @@ fn request_variant_indices_are_stable() {
         },
         Request::ReplicaFetch { key: key.clone() },
         Request::ReplicaProbe { key },
+        Request::Members,
     ];
     let tags: Vec<u8> = requests.iter().map(tag).collect();
-    assert_eq!(tags, (0..14).collect::<Vec<u8>>());
+    assert_eq!(tags, (0..15).collect::<Vec<u8>>());
 }
 
 #[test]

@@ -96,6 +96,7 @@ pub fn request() -> impl Strategy<Value = Request> {
         }),
         key().prop_map(|key| Request::ReplicaFetch { key }),
         key().prop_map(|key| Request::ReplicaProbe { key }),
+        Just(Request::Members),
     ]
 }
 

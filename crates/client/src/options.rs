@@ -1,0 +1,49 @@
+//! How a client behaves: attempts, timeouts and limits.
+
+use std::time::Duration;
+
+use mydht_proto::Limits;
+
+/// A client's settings. The defaults follow the seed's client: three
+/// attempts, each on the next known node.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Attempts per call before giving up with `ERR_UNREACHABLE`.
+    pub attempts: usize,
+    /// How long to wait for a TCP connection and handshake.
+    pub connect_timeout: Duration,
+    /// How long to wait for one attempt's answer.
+    pub request_timeout: Duration,
+    /// Frame and key limits; must match the cluster's.
+    pub limits: Limits,
+    /// Whether to ask the first node reached for the member list, so that
+    /// later calls can fall back on other nodes.
+    pub learn_members: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            limits: Limits::default(),
+            learn_members: true,
+        }
+    }
+}
+
+/// Per-write settings.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteOptions {
+    /// Replicas that must acknowledge; the cluster's default (a majority)
+    /// when `None`.
+    pub w: Option<u8>,
+}
+
+/// Per-read settings.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadOptions {
+    /// Replicas to hear from; the cluster's default (a majority) when `None`.
+    pub r: Option<u8>,
+}
