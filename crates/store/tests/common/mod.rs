@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod child;
+
 use bytes::Bytes;
 use mydht_proto::{Timestamp, Version};
 use mydht_ring::NodeId;
