@@ -25,13 +25,18 @@ fn sigkill_loses_no_acknowledged_write() {
     let store_dir = dir.path().join("store");
     let mut rng = Rng::seeded();
     let mut acked = Vec::new();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     for round in 0..ROUNDS {
         let start = (round + 1) * 1_000_000;
         let mut c = ChildGuard::spawn("crash_child_writer", &store_dir, start, "always", true);
         let during_big = round % 3 == 1;
         let min_acks = 5 + rng.below(40) as usize;
-        c.wait_for("first acknowledgements", Duration::from_secs(60), |c| c.ack_count() >= min_acks);
+        c.wait_for("first acknowledgements", Duration::from_secs(60), |c| {
+            c.ack_count() >= min_acks
+        });
         if during_big {
             let seen = c.bigs.lock().expect("lock").len();
             c.wait_for("a large value to start", Duration::from_secs(60), |c| {
@@ -49,9 +54,16 @@ fn sigkill_loses_no_acknowledged_write() {
             let store = DiskStore::open(&store_dir, child::options(SyncPolicy::Always))
                 .expect("store opens after SIGKILL without repair");
             let verdict = child::verify(&store, &newest, true).await;
-            assert!(verdict.lost.is_empty(), "round {round}: acknowledged writes lost: {:?}", verdict.lost);
+            assert!(
+                verdict.lost.is_empty(),
+                "round {round}: acknowledged writes lost: {:?}",
+                verdict.lost
+            );
             child::assert_no_leaked_files(&store).await;
         });
     }
-    eprintln!("{} acknowledged operations checked over {ROUNDS} kills", acked.len());
+    eprintln!(
+        "{} acknowledged operations checked over {ROUNDS} kills",
+        acked.len()
+    );
 }

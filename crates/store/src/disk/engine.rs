@@ -36,22 +36,32 @@ impl Engine {
     pub fn open(dir: &Path, opts: &DiskOptions) -> Result<Self, StoreError> {
         let deadline = Instant::now() + LOCK_WAIT;
         let mut pause = Duration::from_millis(1);
-        let db = loop {
-            let attempt = Database::builder(dir)
-                .cache_size(opts.cache_bytes)
-                .manual_journal_persist(true)
-                // fjall refuses a journal limit under 64 MiB.
-                .max_journaling_size(opts.max_journal_bytes.max(64 << 20))
-                .open();
-            match attempt {
-                Ok(db) => break db,
-                Err(fjall::Error::Locked) if Instant::now() < deadline => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(50));
+        let db =
+            loop {
+                let open = || {
+                    Database::builder(dir)
+                        .cache_size(opts.cache_bytes)
+                        .manual_journal_persist(true)
+                        // fjall refuses a journal limit under 64 MiB.
+                        .max_journaling_size(opts.max_journal_bytes.max(64 << 20))
+                        .open()
+                };
+                // fjall 3.1 debug builds assert on some torn journal tails left by
+                // a power cut; a failed open must be an error, not a crash.
+                let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(open))
+                    .map_err(|_| StoreError::Engine {
+                        op: "recovering the journal",
+                        detail: "the engine panicked while reading its journal".into(),
+                    })?;
+                match attempt {
+                    Ok(db) => break db,
+                    Err(fjall::Error::Locked) if Instant::now() < deadline => {
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(50));
+                    }
+                    Err(e) => return Err(StoreError::engine("opening the engine", e)),
                 }
-                Err(e) => return Err(StoreError::engine("opening the engine", e)),
-            }
-        };
+            };
         let memtable = opts.max_memtable_bytes.max(1 << 20);
         let ks = |name: &str| {
             db.keyspace(name, || {

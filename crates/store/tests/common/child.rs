@@ -76,8 +76,14 @@ pub fn child_main() {
     let Ok(dir) = std::env::var(ENV_DIR) else {
         return;
     };
-    let start: u64 = std::env::var(ENV_START).expect("start").parse().expect("number");
-    let sync: SyncPolicy = std::env::var(ENV_SYNC).expect("sync").parse().expect("policy");
+    let start: u64 = std::env::var(ENV_START)
+        .expect("start")
+        .parse()
+        .expect("number");
+    let sync: SyncPolicy = std::env::var(ENV_SYNC)
+        .expect("sync")
+        .parse()
+        .expect("policy");
     let big = std::env::var(ENV_BIG).is_ok_and(|v| v == "1");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -101,10 +107,14 @@ pub fn child_main() {
                             let v = value(op, len);
                             store.put_stream(&k, version(op), &v[..]).await
                         }
-                        OpKind::Put(len) => store.put(&k, version(op), Bytes::from(value(op, len))).await,
+                        OpKind::Put(len) => {
+                            store
+                                .put(&k, version(op), Bytes::from(value(op, len)))
+                                .await
+                        }
                     };
                     match res {
-                        Ok(_) => println!("ACK {op}"),
+                        Ok(_) => println!("ACK {op} {}", now_nanos()),
                         Err(e) => {
                             println!("ERR {op} {e}");
                             return;
@@ -119,18 +129,33 @@ pub fn child_main() {
     });
 }
 
+/// Wall-clock nanoseconds, comparable between the child and the parent.
+pub fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
 /// Kills the child when dropped, so a failing test leaves no process.
 pub struct ChildGuard {
     child: Child,
     pub acks: Arc<Mutex<Vec<u64>>>,
     pub bigs: Arc<Mutex<Vec<u64>>>,
+    /// When each acknowledgement was printed (ns since the epoch).
+    pub ack_times: Arc<Mutex<Vec<u128>>>,
 }
 
 impl ChildGuard {
     pub fn spawn(test_name: &str, dir: &Path, start: u64, sync: &str, big: bool) -> Self {
         let exe = std::env::current_exe().expect("test binary");
         let mut child = Command::new(exe)
-            .args(["--exact", test_name, "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                test_name,
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(ENV_DIR, dir)
             .env(ENV_START, start.to_string())
             .env(ENV_SYNC, sync)
@@ -142,18 +167,31 @@ impl ChildGuard {
         let out = child.stdout.take().expect("stdout");
         let acks = Arc::new(Mutex::new(Vec::new()));
         let bigs = Arc::new(Mutex::new(Vec::new()));
-        let (a, b) = (acks.clone(), bigs.clone());
+        let ack_times = Arc::new(Mutex::new(Vec::new()));
+        let (a, b, t) = (acks.clone(), bigs.clone(), ack_times.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
-                if let Some(n) = line.strip_prefix("ACK ") {
-                    a.lock().expect("lock").push(n.parse().expect("op number"));
+                if let Some(rest) = line.strip_prefix("ACK ") {
+                    let mut parts = rest.split(' ');
+                    let op = parts
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .expect("op number");
+                    let at = parts.next().and_then(|n| n.parse().ok()).expect("ack time");
+                    a.lock().expect("lock").push(op);
+                    t.lock().expect("lock").push(at);
                 } else if let Some(n) = line.strip_prefix("BIG ") {
                     b.lock().expect("lock").push(n.parse().expect("op number"));
                 }
             }
         });
-        Self { child, acks, bigs }
+        Self {
+            child,
+            acks,
+            bigs,
+            ack_times,
+        }
     }
 
     pub fn ack_count(&self) -> usize {
@@ -235,6 +273,24 @@ pub struct Verdict {
     pub lost: Vec<(Vec<u8>, u64)>,
     /// Keys checked.
     pub keys: usize,
+    /// The operation each key holds (`None` if nothing).
+    pub stored: BTreeMap<Vec<u8>, Option<u64>>,
+}
+
+impl Verdict {
+    /// Acknowledged operations whose effect is gone: newer than what their
+    /// key holds.
+    pub fn lost_ops(&self, acks: &[u64]) -> usize {
+        acks.iter()
+            .filter(|&&op| {
+                self.stored
+                    .get(&key(op))
+                    .copied()
+                    .flatten()
+                    .is_none_or(|s| s < op)
+            })
+            .count()
+    }
 }
 
 /// Checks every key: the stored operation is the newest acknowledged one or
@@ -251,7 +307,11 @@ pub async fn verify(store: &DiskStore, newest: &BTreeMap<Vec<u8>, u64>, big: boo
             Lookup::Absent => None,
             Lookup::Tombstone(v) => {
                 let op = op_of(&v);
-                assert_eq!(kind(op, big), OpKind::Delete, "tombstone for op {op} which was a put");
+                assert_eq!(
+                    kind(op, big),
+                    OpKind::Delete,
+                    "tombstone for op {op} which was a put"
+                );
                 Some(op)
             }
             Lookup::Value(s) => {
@@ -261,7 +321,10 @@ pub async fn verify(store: &DiskStore, newest: &BTreeMap<Vec<u8>, u64>, big: boo
                 };
                 assert_eq!(s.len(), len as u64, "length of op {op}");
                 let bytes = s.into_bytes(u64::MAX).await.expect("read value");
-                assert!(bytes[..] == value(op, len)[..], "content of op {op} differs: partial or torn value");
+                assert!(
+                    bytes[..] == value(op, len)[..],
+                    "content of op {op} differs: partial or torn value"
+                );
                 Some(op)
             }
         };
@@ -269,6 +332,7 @@ pub async fn verify(store: &DiskStore, newest: &BTreeMap<Vec<u8>, u64>, big: boo
             assert_eq!(key_of(op), key, "op {op} stored under the wrong key");
         }
         verdict.keys += 1;
+        verdict.stored.insert(key.clone(), stored_op);
         if let Some(floor) = floor {
             if stored_op.is_none_or(|op| op < floor) {
                 verdict.lost.push((key, floor));
@@ -286,7 +350,10 @@ fn key_of(op: u64) -> Vec<u8> {
 pub async fn assert_no_leaked_files(store: &DiskStore) {
     let files = std::fs::read_dir(store.dir().join("values"))
         .expect("values dir")
-        .filter(|e| e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".val")))
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".val"))
+        })
         .count();
     let mut large = 0;
     let mut after = None;

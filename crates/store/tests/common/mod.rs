@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod mount;
 
 use bytes::Bytes;
 use mydht_proto::{Timestamp, Version};
