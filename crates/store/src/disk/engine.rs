@@ -31,15 +31,17 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    /// Opens (or creates) the engine under `dir`, waiting a bounded time for
-    /// a previous handle in this process to let go of the lock.
-    pub fn open(dir: &Path, opts: &DiskOptions) -> Result<Self, StoreError> {
+    /// Opens (or creates) the engine in the store directory `root`, waiting
+    /// a bounded time for a previous handle in this process to let go of the
+    /// lock.
+    pub fn open(root: &Path, opts: &DiskOptions) -> Result<Self, StoreError> {
+        let dir = root.join("engine");
         let deadline = Instant::now() + LOCK_WAIT;
         let mut pause = Duration::from_millis(1);
         let db =
             loop {
                 let open = || {
-                    Database::builder(dir)
+                    Database::builder(&dir)
                         .cache_size(opts.cache_bytes)
                         .manual_journal_persist(true)
                         // fjall refuses a journal limit under 64 MiB.

@@ -96,7 +96,7 @@ impl DiskStore {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir)
             .map_err(|e| StoreError::io("creating the store directory", e))?;
-        let engine = Arc::new(Engine::open(&dir.join("engine"), &opts)?);
+        let engine = Arc::new(Engine::open(&dir, &opts)?);
         let next_file = files::clean_orphans(&dir, &engine)?;
         let stats = engine.load_stats()?;
         let shared = Arc::new(Shared {

@@ -333,10 +333,10 @@ pub async fn verify(store: &DiskStore, newest: &BTreeMap<Vec<u8>, u64>, big: boo
         }
         verdict.keys += 1;
         verdict.stored.insert(key.clone(), stored_op);
-        if let Some(floor) = floor {
-            if stored_op.is_none_or(|op| op < floor) {
-                verdict.lost.push((key, floor));
-            }
+        if let Some(floor) = floor
+            && stored_op.is_none_or(|op| op < floor)
+        {
+            verdict.lost.push((key, floor));
         }
     }
     verdict
