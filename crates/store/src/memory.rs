@@ -1,0 +1,196 @@
+//! The in-memory engine: the seed's behaviour, for `--memory` and tests.
+//!
+//! Everything lives in one ordered map under one lock, keyed like the disk
+//! engine (position, then key) so listings come out in the same order. It
+//! keeps nothing across restarts and holds every value whole in memory,
+//! however large.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use mydht_proto::Version;
+use mydht_ring::TokenRange;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::entry::check_key;
+use crate::layout::{engine_key, plan, split_engine_key};
+use crate::{
+    EntryMeta, Lookup, Outcome, Purge, PurgeRequest, ScanCursor, ScanPage, Stamp, Store,
+    StoreError, StoreStats, StoredValue, ValueReader,
+};
+
+#[derive(Default)]
+struct Inner {
+    entries: BTreeMap<Vec<u8>, (Stamp, Bytes)>,
+    stats: StoreStats,
+}
+
+impl Inner {
+    fn account(&mut self, entry: &(Stamp, Bytes), sign_add: bool) {
+        let bytes = entry.1.len() as u64;
+        let s = &mut self.stats;
+        match (&entry.0, sign_add) {
+            (Stamp::Value(_), true) => {
+                s.live_keys += 1;
+                s.value_bytes += bytes;
+            }
+            (Stamp::Value(_), false) => {
+                s.live_keys -= 1;
+                s.value_bytes -= bytes;
+            }
+            (Stamp::Tombstone(_), true) => s.tombstones += 1,
+            (Stamp::Tombstone(_), false) => s.tombstones -= 1,
+        }
+    }
+
+    fn write(&mut self, ekey: Vec<u8>, stamp: Stamp, value: Bytes) -> Outcome {
+        if let Some(old) = self.entries.get(&ekey)
+            && old.0.version() >= stamp.version()
+        {
+            return Outcome::Superseded;
+        }
+        let new = (stamp, value);
+        self.account(&new, true);
+        if let Some(old) = self.entries.insert(ekey, new) {
+            self.account(&old, false);
+        }
+        Outcome::Applied
+    }
+}
+
+/// A store held in memory only.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // The map stays consistent across a panic elsewhere: every update is
+        // a single insert after its checks.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Store for MemoryStore {
+    async fn put(&self, key: &[u8], version: Version, value: Bytes) -> Result<Outcome, StoreError> {
+        check_key(key)?;
+        Ok(self
+            .lock()
+            .write(engine_key(key), Stamp::Value(version), value))
+    }
+
+    async fn put_stream<R>(
+        &self,
+        key: &[u8],
+        version: Version,
+        mut body: R,
+    ) -> Result<Outcome, StoreError>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        check_key(key)?;
+        if let Some(cur) = self.version_of(key).await?
+            && *cur.version() >= version
+        {
+            return Ok(Outcome::Superseded);
+        }
+        let mut buf = Vec::new();
+        body.read_to_end(&mut buf)
+            .await
+            .map_err(|e| StoreError::io("reading a value stream", e))?;
+        self.put(key, version, Bytes::from(buf)).await
+    }
+
+    async fn delete(&self, key: &[u8], version: Version) -> Result<Outcome, StoreError> {
+        check_key(key)?;
+        Ok(self
+            .lock()
+            .write(engine_key(key), Stamp::Tombstone(version), Bytes::new()))
+    }
+
+    async fn get(&self, key: &[u8]) -> Result<Lookup, StoreError> {
+        check_key(key)?;
+        let found = self.lock().entries.get(&engine_key(key)).cloned();
+        Ok(match found {
+            None => Lookup::Absent,
+            Some((Stamp::Tombstone(v), _)) => Lookup::Tombstone(v),
+            Some((Stamp::Value(version), bytes)) => Lookup::Value(StoredValue {
+                version,
+                len: bytes.len() as u64,
+                body: ValueReader::memory(bytes),
+            }),
+        })
+    }
+
+    async fn version_of(&self, key: &[u8]) -> Result<Option<Stamp>, StoreError> {
+        check_key(key)?;
+        Ok(self
+            .lock()
+            .entries
+            .get(&engine_key(key))
+            .map(|e| e.0.clone()))
+    }
+
+    async fn scan(
+        &self,
+        range: TokenRange,
+        after: Option<&ScanCursor>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
+        let inner = self.lock();
+        let mut entries = Vec::new();
+        let mut last = None;
+        'runs: for run in plan(range, after.map(|c| c.0.as_slice())) {
+            for (ekey, (stamp, bytes)) in inner.entries.range(run) {
+                if entries.len() == limit {
+                    break 'runs;
+                }
+                let Some((position, key)) = split_engine_key(ekey) else {
+                    continue;
+                };
+                entries.push(EntryMeta {
+                    key: Bytes::copy_from_slice(key),
+                    position,
+                    stamp: stamp.clone(),
+                    size: bytes.len() as u64,
+                });
+                last = Some(ekey.clone());
+            }
+        }
+        let next = if entries.len() == limit && limit > 0 {
+            last.map(ScanCursor)
+        } else {
+            None
+        };
+        Ok(ScanPage { entries, next })
+    }
+
+    fn stats(&self) -> StoreStats {
+        self.lock().stats
+    }
+
+    async fn purge_tombstone(&self, key: &[u8], req: PurgeRequest) -> Result<Purge, StoreError> {
+        check_key(key)?;
+        if let Some(refused) = req.refusal() {
+            return Ok(refused);
+        }
+        let mut inner = self.lock();
+        let ekey = engine_key(key);
+        match inner.entries.get(&ekey) {
+            Some((Stamp::Tombstone(v), _)) if *v == req.version => {
+                if let Some(old) = inner.entries.remove(&ekey) {
+                    inner.account(&old, false);
+                }
+                Ok(Purge::Removed)
+            }
+            _ => Ok(Purge::Changed),
+        }
+    }
+}
