@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::io::{FrameReader, FrameWriter, IoError, connect_preface};
+use crate::io::{FrameReader, FrameWriter, IoError, connect_preface, write_frames};
 use crate::{
     Body, Chunk, ChunkAssembler, ErrorReply, Frame, Hello, Limited, Limits, Payload, ReplicaEntry,
     Request, RequestId, Response, StreamError, split_chunks,
@@ -33,8 +33,6 @@ use crate::{
 const EXCHANGE_QUEUE: usize = 16;
 /// Frames queued for the writer task.
 const OUTGOING_QUEUE: usize = 1024;
-/// Flush a batch once it grows past this, even if more frames are queued.
-const MAX_BATCH: usize = 256 * 1024;
 
 /// Why a request on a connection failed.
 #[derive(Debug, Error)]
@@ -168,11 +166,14 @@ impl Connection {
             peer: welcome.node,
             version: version.min(welcome.version),
         });
-        tokio::spawn(write_loop(
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(write_frames(
             writer,
             rx,
-            Arc::downgrade(&inner),
             inner.closed.clone(),
+            move |f, e| {
+                refuse(&weak, f, &e);
+            },
         ));
         tokio::spawn(read_loop(
             reader,
@@ -382,36 +383,6 @@ async fn read_loop<R: AsyncRead + Unpin>(
         // Dropping the senders wakes every waiting exchange with `Closed`.
         lock(&inner.pending).clear();
     }
-}
-
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut writer: FrameWriter<W>,
-    mut rx: mpsc::Receiver<Frame>,
-    inner: std::sync::Weak<Inner>,
-    closed: CancellationToken,
-) {
-    loop {
-        let first = tokio::select! {
-            () = closed.cancelled() => break,
-            f = rx.recv() => f,
-        };
-        let Some(first) = first else { break };
-        let mut next = Some(first);
-        while let Some(frame) = next.take() {
-            if let Err(e) = writer.feed(&frame) {
-                refuse(&inner, &frame, &e);
-            }
-            if writer.buffered() >= MAX_BATCH {
-                break;
-            }
-            next = rx.try_recv().ok();
-        }
-        if writer.flush().await.is_err() {
-            break;
-        }
-    }
-    closed.cancel();
-    let _ = writer.shutdown().await;
 }
 
 /// Answers a request whose frame could not be sent (over the frame limit)

@@ -8,7 +8,9 @@
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::sync::CancellationToken;
 
 use crate::{CodecError, Frame, Limits, MessageCodec, PREFACE_LEN, Preface, PrefaceError};
 
@@ -123,6 +125,44 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self.io.shutdown().await?;
         Ok(())
     }
+}
+
+/// Flush a batch once it grows past this, even if more frames are queued.
+const MAX_BATCH: usize = 256 * 1024;
+
+/// Writes the frames arriving on `rx` until every sender is gone, `stop` is
+/// cancelled or the transport fails, batching whatever is queued into one
+/// write. A frame that cannot be encoded (over the frame limit) is handed to
+/// `refused` and skipped. Cancels `stop` when it ends, so the reading side
+/// learns that the connection is finished.
+pub async fn write_frames<W: AsyncWrite + Unpin>(
+    mut writer: FrameWriter<W>,
+    mut rx: mpsc::Receiver<Frame>,
+    stop: CancellationToken,
+    mut refused: impl FnMut(&Frame, IoError),
+) {
+    loop {
+        let first = tokio::select! {
+            () = stop.cancelled() => break,
+            f = rx.recv() => f,
+        };
+        let Some(first) = first else { break };
+        let mut next = Some(first);
+        while let Some(frame) = next.take() {
+            if let Err(e) = writer.feed(&frame) {
+                refused(&frame, e);
+            }
+            if writer.buffered() >= MAX_BATCH {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if writer.flush().await.is_err() {
+            break;
+        }
+    }
+    stop.cancel();
+    let _ = writer.shutdown().await;
 }
 
 /// The connecting side's preface exchange: sends ours, reads theirs, and

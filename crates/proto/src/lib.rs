@@ -39,7 +39,9 @@ mod version;
 pub use chunk::{ChunkAssembler, StreamError, split_chunks};
 pub use codec::{CodecError, MessageCodec};
 pub use error::{ErrorCode, ErrorReply, Limited};
-pub use frame::{Frame, FrameError, decode_frame, encode_frame, frame_len};
+pub use frame::{
+    BODY_KINDS, Frame, FrameError, REQUEST_KINDS, decode_frame, encode_frame, frame_len,
+};
 pub use limits::{
     DEFAULT_CHUNK_SIZE, DEFAULT_MAX_FRAME_LEN, Limits, MAX_IN_MEMORY_VALUE, MAX_KEY_LEN,
 };

@@ -71,7 +71,7 @@ proptest! {
             Ok((_, used)) => prop_assert!(used <= data.len()),
             Err(FrameError::TooLarge { len, max }) => prop_assert!(len > max),
             Err(FrameError::Incomplete { needed }) => prop_assert!(needed > 0),
-            Err(FrameError::Malformed { .. }) => {}
+            Err(FrameError::Malformed { .. } | FrameError::UnknownKind { .. }) => {}
             Err(e) => prop_assert!(false, "unexpected error {e}"),
         }
         let _ = Preface::parse(&data);
@@ -109,7 +109,7 @@ proptest! {
         buf[..4].copy_from_slice(&len.to_be_bytes());
         match decode_frame(&buf, &Limits::default()) {
             Ok((_, used)) => prop_assert_eq!(used, buf.len()),
-            Err(FrameError::Malformed { .. }) => {}
+            Err(FrameError::Malformed { .. } | FrameError::UnknownKind { .. }) => {}
             Err(e) => prop_assert!(false, "unexpected error {e}"),
         }
     }
@@ -155,14 +155,37 @@ fn oversized_frames_are_refused_both_ways() {
 }
 
 #[test]
-fn a_body_this_side_cannot_read_is_answerable_by_id() {
-    // A frame from a newer peer: id 42, then a Body variant index this
-    // release does not have.
+fn kinds_from_a_newer_release_are_told_apart_from_garbage() {
+    // id 42, then a Body variant index this release does not have.
     let mut wire = BytesMut::new();
     wire.put_u32(2);
     wire.put_slice(&[42, 99]);
+    assert_eq!(
+        decode_frame(&wire, &Limits::default()),
+        Err(FrameError::UnknownKind {
+            id: RequestId(42),
+            what: "body",
+            tag: 99
+        })
+    );
+    // id 43, Body::Request, then a request variant index past the last.
+    let mut wire = BytesMut::new();
+    wire.put_u32(4);
+    wire.put_slice(&[43, 2, REQUEST_KINDS as u8, 0]);
+    assert_eq!(
+        decode_frame(&wire, &Limits::default()),
+        Err(FrameError::UnknownKind {
+            id: RequestId(43),
+            what: "request",
+            tag: REQUEST_KINDS
+        })
+    );
+    // A known request with a broken body is malformed, with its id.
+    let mut wire = BytesMut::new();
+    wire.put_u32(4);
+    wire.put_slice(&[44, 2, 3, 200]);
     match decode_frame(&wire, &Limits::default()) {
-        Err(FrameError::Malformed { id, .. }) => assert_eq!(id, Some(RequestId(42))),
+        Err(FrameError::Malformed { id, .. }) => assert_eq!(id, Some(RequestId(44))),
         other => panic!("expected Malformed, got {other:?}"),
     }
 }

@@ -45,6 +45,7 @@ fn body_variant_indices_are_stable() {
     ];
     let tags: Vec<u8> = bodies.iter().map(tag).collect();
     assert_eq!(tags, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(BODY_KINDS, 6);
 }
 
 #[test]
@@ -94,6 +95,7 @@ fn request_variant_indices_are_stable() {
     ];
     let tags: Vec<u8> = requests.iter().map(tag).collect();
     assert_eq!(tags, (0..15).collect::<Vec<u8>>());
+    assert_eq!(REQUEST_KINDS, 15);
 }
 
 #[test]
