@@ -1,10 +1,36 @@
 //! A running mydht node.
 //!
-//! This crate will hold everything one node does at run time: the listener
-//! that tells binary protocol from HTTP on one port, the coordinator that
-//! replicates reads and writes over the ring, membership (join, leave,
-//! remove, and later gossip and failure detection), anti-entropy, and the
-//! HTTP status page, REST API and metrics. It does not parse command lines
-//! (that is `mydht`) and embeds no client logic for other programs (that is
-//! `mydht-client`). It arrives with the working-cluster issue; until then the
-//! crate is empty on purpose.
+//! [`start`] binds the node's one TCP port, loads (or creates) its view of
+//! the ring, joins through a seed node if asked, and serves: the listener
+//! tells the binary protocol from HTTP by a connection's first bytes; every
+//! binary request runs in its own task. The node coordinates client writes
+//! (stamp once with its hybrid logical clock, send to the key's whole write
+//! set at once, answer at W acknowledgements) and reads (ask the read set,
+//! answer with the newest version at R answers, repair stale replicas in the
+//! background), answers replica calls from other nodes, keeps its membership
+//! on disk, and serves a status page at `/`. Every task it starts is owned
+//! by the node and ends with [`NodeHandle::shutdown`].
+//!
+//! It does not parse command lines (that is `mydht`) and holds no client
+//! logic for other programs (that is `mydht-client`). The store is opened by
+//! the caller, which picks the engine. Leave with hand-off, remove, purge,
+//! balance, gossip and failure detection arrive with later work; values are
+//! held whole in memory up to
+//! [`MAX_IN_MEMORY_VALUE`](mydht_proto::MAX_IN_MEMORY_VALUE) until values
+//! stream end to end.
+
+mod config;
+mod dedup;
+mod error;
+mod handlers;
+mod http;
+mod membership;
+mod node;
+mod peers;
+mod server;
+mod session;
+mod shared;
+
+pub use config::NodeConfig;
+pub use error::NodeError;
+pub use node::{NodeHandle, start};

@@ -1,0 +1,196 @@
+//! The command line, with the seed's flags.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+/// mydht: a distributed hash table for strings and files.
+#[derive(Parser, Debug)]
+#[command(name = "mydht", version, disable_help_flag = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Print help.
+    #[arg(long = "help", action = ArgAction::Help, global = true)]
+    help: Option<bool>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a node (the seed's mydhtserver.py).
+    #[command(disable_help_flag = true)]
+    Node(NodeArgs),
+    /// Run one command against a node (the seed's mydhtclient.py).
+    #[command(disable_help_flag = true)]
+    Client(ClientArgs),
+    /// Store a value: `mydht put KEY VALUE` or `mydht put KEY -f FILE`.
+    #[command(disable_help_flag = true)]
+    Put {
+        key: String,
+        /// The value, as a string.
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        value: Option<String>,
+        /// Store the contents of this file instead.
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print a value, or save it with `-o FILE`.
+    #[command(disable_help_flag = true)]
+    Get {
+        key: String,
+        /// Write the value to this file instead of printing it.
+        #[arg(short = 'o', long = "outfile")]
+        outfile: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete a value.
+    #[command(disable_help_flag = true)]
+    Del {
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the timestamp of the node's own copy (0.0 if none).
+    #[command(disable_help_flag = true)]
+    Haskey {
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the nodes a key lives on.
+    #[command(disable_help_flag = true)]
+    Whereis {
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// The node a command talks to.
+#[derive(Args, Debug, Clone)]
+pub struct Target {
+    /// Host of the node to talk to.
+    #[arg(short = 'h', long = "host", default_value = "localhost")]
+    pub host: String,
+    /// Port of the node to talk to.
+    #[arg(short = 'p', long = "port", default_value_t = 50140)]
+    pub port: u16,
+}
+
+impl Target {
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// Host name other nodes and clients reach this node by; with the port
+    /// it is the node's name in the ring, exactly as given.
+    #[arg(short = 'h', long = "host", default_value = "localhost")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(short = 'p', long = "port", default_value_t = 50140)]
+    pub port: u16,
+    /// Join the ring of this node (host:port).
+    #[arg(short = 's', long = "server")]
+    pub server: Option<String>,
+    /// Replication level N for a new ring (joiners learn the ring's).
+    #[arg(short = 'r', long = "replicas", default_value_t = 3)]
+    pub replicas: usize,
+    /// Where to keep data and membership [default: ./mydht-HOST-PORT].
+    #[arg(long = "data-dir")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep everything in memory, as the seed did: a restart loses all data.
+    #[arg(long = "memory")]
+    pub memory: bool,
+    /// Listen on this address instead of the host name.
+    #[arg(long = "bind")]
+    pub bind: Option<String>,
+    /// When writes reach the disk: `always` (default: fsync before every
+    /// acknowledgement, shared by concurrent writers) loses nothing to a
+    /// crash or power cut; `periodic[:MS]` may lose the last interval's
+    /// acknowledged writes to an OS crash or power cut; `none` may lose
+    /// much more.
+    #[arg(long = "sync", default_value = "always")]
+    pub sync: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    /// put, get, del, haskey, whereis, purge, remove or balance.
+    #[arg(short = 'c', long = "command")]
+    pub command: String,
+    /// The key (for remove: the node to remove).
+    #[arg(short = 'k', long = "key")]
+    pub key: Option<String>,
+    /// The value to put (the seed spells it `-val`).
+    #[arg(long = "value")]
+    pub value: Option<String>,
+    /// A file whose contents to put.
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Where to save a value read with get.
+    #[arg(short = 'o', long = "outfile")]
+    pub outfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// The seed spells the value flag `-val`, which clap cannot take as a short
+/// flag: rewrite that one spelling to `--value` (and `-val=X` to
+/// `--value=X`) before parsing.
+pub fn rewrite_seed_flags(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    args.into_iter()
+        .map(|a| match a.to_str() {
+            Some("-val") => OsString::from("--value"),
+            Some(s) if s.starts_with("-val=") => OsString::from(format!("--value={}", &s[5..])),
+            _ => a,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(rewrite_seed_flags(args.iter().map(OsString::from)))
+    }
+
+    #[test]
+    fn the_seed_client_flags_parse() {
+        let cli = parse(&["mydht", "client", "-c", "put", "-k", "mykey", "-val", "myvalue"])
+            .expect("parses");
+        let Command::Client(c) = cli.command else {
+            panic!("not a client command")
+        };
+        assert_eq!(c.command, "put");
+        assert_eq!(c.key.as_deref(), Some("mykey"));
+        assert_eq!(c.value.as_deref(), Some("myvalue"));
+        assert_eq!(c.target.addr(), "localhost:50140");
+    }
+
+    #[test]
+    fn dash_h_is_the_host_and_help_is_long_only() {
+        let cli = parse(&["mydht", "node", "-h", "10.0.0.5", "-p", "50141", "-s", "a:1"])
+            .expect("parses");
+        let Command::Node(n) = cli.command else {
+            panic!("not a node command")
+        };
+        assert_eq!((n.host.as_str(), n.port), ("10.0.0.5", 50141));
+        assert_eq!(n.server.as_deref(), Some("a:1"));
+        let help = parse(&["mydht", "node", "--help"]).expect_err("help exits");
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+    }
+
+    #[test]
+    fn bad_usage_is_a_clap_error() {
+        let err = parse(&["mydht", "put"]).expect_err("key missing");
+        assert_eq!(err.exit_code(), 2);
+    }
+}

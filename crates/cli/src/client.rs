@@ -1,0 +1,205 @@
+//! `mydht client` and the plain data subcommands: one call, the seed's
+//! output, DESIGN.md's exit codes.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use mydht_client::{Client, ClientError};
+use mydht_proto::ErrorReply;
+
+use crate::args::{Command, Target};
+
+/// Values longer than this are not printed to a terminal (the seed's rule).
+const TERMINAL_MAX: usize = 1024;
+
+enum Op {
+    Put { key: String, value: Source },
+    Get { key: String, out: Option<PathBuf> },
+    Del { key: String },
+    HasKey { key: String },
+    Whereis { key: String },
+}
+
+enum Source {
+    Text(String),
+    File(PathBuf),
+}
+
+/// Usage errors exit 2, like clap's.
+fn usage(msg: &str) -> ExitCode {
+    eprintln!("mydht: {msg}");
+    ExitCode::from(2)
+}
+
+pub async fn run(command: Command) -> ExitCode {
+    let (op, target) = match parse(command) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let client = match Client::new([target.addr()]) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    match op {
+        Op::Put { key, value } => {
+            let bytes = match value {
+                Source::Text(t) => Bytes::from(t),
+                Source::File(path) => match tokio::fs::read(&path).await {
+                    Ok(b) => Bytes::from(b),
+                    Err(e) => {
+                        eprintln!("mydht: cannot read {}: {e}", path.display());
+                        return ExitCode::from(1);
+                    }
+                },
+            };
+            match client.put(&key, bytes).await {
+                Ok(_) => say(&format!("PUT OK {key}")),
+                Err(e) => fail(&e),
+            }
+        }
+        Op::Get { key, out } => match client.get(&key).await {
+            Ok(Some(v)) => write_value(&v.bytes, out),
+            Ok(None) => fail(&ClientError::Remote(ErrorReply::NotFound)),
+            Err(e) => fail(&e),
+        },
+        Op::Del { key } => match client.delete(&key).await {
+            Ok(_) => say(&format!("DEL OK {key}")),
+            Err(e) => fail(&e),
+        },
+        Op::HasKey { key } => match client.haskey(&key).await {
+            Ok(Some(ts)) => say(&format!("{:.2}", ts.as_secs_f64())),
+            Ok(None) => say("0.0"),
+            Err(e) => fail(&e),
+        },
+        Op::Whereis { key } => match client.whereis(&key).await {
+            Ok(nodes) => {
+                let names: Vec<&str> = nodes.iter().map(|n| n.as_str()).collect();
+                say(&names.join(", "))
+            }
+            Err(e) => fail(&e),
+        },
+    }
+}
+
+fn parse(command: Command) -> Result<(Op, Target), ExitCode> {
+    Ok(match command {
+        Command::Client(c) => {
+            let key = |what: &str| {
+                c.key
+                    .clone()
+                    .ok_or_else(|| usage(&format!("{what} needs a key (-k KEY)")))
+            };
+            let op = match c.command.as_str() {
+                "put" => {
+                    let value = match (c.value.clone(), c.file.clone()) {
+                        (Some(v), None) => Source::Text(v),
+                        (None, Some(f)) => Source::File(f),
+                        _ => return Err(usage("put needs exactly one of -val VALUE or -f FILE")),
+                    };
+                    Op::Put {
+                        key: key("put")?,
+                        value,
+                    }
+                }
+                "get" => Op::Get {
+                    key: key("get")?,
+                    out: c.outfile.clone(),
+                },
+                "del" => Op::Del { key: key("del")? },
+                "haskey" => Op::HasKey {
+                    key: key("haskey")?,
+                },
+                "whereis" => Op::Whereis {
+                    key: key("whereis")?,
+                },
+                "purge" | "remove" | "balance" | "leave" | "join" | "addnode" => {
+                    return Err(usage(&format!(
+                        "{} is not supported by this release",
+                        c.command
+                    )));
+                }
+                other => return Err(usage(&format!("unknown command {other:?}"))),
+            };
+            (op, c.target)
+        }
+        Command::Put {
+            key,
+            value,
+            file,
+            target,
+        } => {
+            let value = match (value, file) {
+                (Some(v), None) => Source::Text(v),
+                (None, Some(f)) => Source::File(f),
+                _ => return Err(usage("put needs exactly one of VALUE or -f FILE")),
+            };
+            (Op::Put { key, value }, target)
+        }
+        Command::Get {
+            key,
+            outfile,
+            target,
+        } => (Op::Get { key, out: outfile }, target),
+        Command::Del { key, target } => (Op::Del { key }, target),
+        Command::Haskey { key, target } => (Op::HasKey { key }, target),
+        Command::Whereis { key, target } => (Op::Whereis { key }, target),
+        Command::Node(_) => return Err(usage("not a client command")),
+    })
+}
+
+fn say(line: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+fn write_value(bytes: &[u8], out: Option<PathBuf>) -> ExitCode {
+    if let Some(path) = out {
+        return match std::fs::write(&path, bytes) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mydht: cannot write {}: {e}", path.display());
+                ExitCode::from(1)
+            }
+        };
+    }
+    // On a terminal the value ends its line, as the seed printed it; into a
+    // pipe or file it goes byte for byte.
+    let stdout = std::io::stdout();
+    if stdout.is_terminal() && bytes.len() > TERMINAL_MAX {
+        eprintln!(
+            "mydht: the value is {} bytes; use -o FILE to save it",
+            bytes.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let newline = stdout.is_terminal() && !bytes.ends_with(b"\n");
+    let mut out = stdout.lock();
+    let written = out
+        .write_all(bytes)
+        .and_then(|()| if newline { out.write_all(b"\n") } else { Ok(()) })
+        .and_then(|()| out.flush());
+    if written.is_err() {
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+/// One line on stderr, and DESIGN.md's exit code.
+fn fail(e: &ClientError) -> ExitCode {
+    eprintln!("{e}");
+    let code = match e {
+        ClientError::Remote(ErrorReply::NotFound) => 1,
+        ClientError::Remote(
+            ErrorReply::Quorum { .. } | ErrorReply::Unavailable { .. } | ErrorReply::Internal { .. },
+        )
+        | ClientError::Unreachable { .. }
+        | ClientError::Unexpected { .. } => 3,
+        _ => 2,
+    };
+    ExitCode::from(code)
+}

@@ -1,0 +1,80 @@
+//! `mydht node`: open the store, start the node, run until SIGINT/SIGTERM.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use mydht_node::{NodeConfig, NodeHandle};
+use mydht_store::{DiskOptions, DiskStore, MemoryStore, SyncPolicy};
+use tracing_subscriber::EnvFilter;
+
+use crate::args::NodeArgs;
+
+pub async fn run(args: NodeArgs) -> ExitCode {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match start(args).await {
+        Ok(node) => {
+            // The one line scripts and tests wait for.
+            println!("mydht node {} listening on {}", node.name(), node.local_addr());
+            wait_for_signal(&node).await;
+            tracing::info!("stopping");
+            node.shutdown().await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mydht: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn start(args: NodeArgs) -> anyhow::Result<NodeHandle> {
+    let sync: SyncPolicy = args.sync.parse()?;
+    let data_dir = match (&args.data_dir, args.memory) {
+        (Some(d), _) => Some(d.clone()),
+        (None, true) => None,
+        (None, false) => Some(PathBuf::from(format!("mydht-{}-{}", args.host, args.port))),
+    };
+    let mut cfg = NodeConfig::new(args.host, args.port);
+    cfg.bind = args.bind;
+    cfg.seed = args.server;
+    cfg.replicas = args.replicas;
+    cfg.data_dir = data_dir.clone();
+    if args.memory {
+        Ok(mydht_node::start(cfg, MemoryStore::new()).await?)
+    } else {
+        let dir = data_dir.unwrap_or_default().join("store");
+        let store = DiskStore::open(&dir, DiskOptions::default().sync(sync))
+            .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+        Ok(mydht_node::start(cfg, store).await?)
+    }
+}
+
+async fn wait_for_signal(node: &NodeHandle) {
+    let term = async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+        () = node.stopped() => {}
+    }
+}

@@ -1,0 +1,62 @@
+//! How a node is set up: its name, where it listens, where its data lives,
+//! whom it joins, and its limits and timeouts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mydht_proto::Limits;
+use mydht_ring::{DEFAULT_REPLICAS, DEFAULT_VNODES};
+
+/// A node's settings. [`NodeConfig::new`] gives the seed's defaults.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The host part of the advertised name (`-h`).
+    pub host: String,
+    /// The port part of the advertised name (`-p`); 0 takes the port the
+    /// listener was given, which is what tests use.
+    pub port: u16,
+    /// The address to listen on when it differs from `host` (`--bind`).
+    pub bind: Option<String>,
+    /// Where membership is kept (`membership.json`); `None` keeps nothing
+    /// on disk. The store is opened by the caller and handed to the node.
+    pub data_dir: Option<PathBuf>,
+    /// A member to join through (`-s host:port`).
+    pub seed: Option<String>,
+    /// Replication level N for a new ring (`-r`); joiners learn the ring's.
+    pub replicas: usize,
+    /// Virtual nodes per member for a new ring.
+    pub vnodes: u32,
+    /// Frame, key and chunk limits.
+    pub limits: Limits,
+    /// Connection attempts to other nodes give up after this.
+    pub connect_timeout: Duration,
+    /// A replica call, or a join, gives up after this.
+    pub request_timeout: Duration,
+    /// A new connection must send its first bytes and handshake within this.
+    pub handshake_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a member that refused a connection is skipped.
+    pub down_backoff: Duration,
+}
+
+impl NodeConfig {
+    /// The seed's defaults on `host:port`.
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            bind: None,
+            data_dir: None,
+            seed: None,
+            replicas: DEFAULT_REPLICAS,
+            vnodes: DEFAULT_VNODES,
+            limits: Limits::default(),
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            down_backoff: Duration::from_secs(1),
+        }
+    }
+}

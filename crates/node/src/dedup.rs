@@ -1,0 +1,150 @@
+//! Remembers client writes by write id, so that a retry is answered with the
+//! first outcome instead of stamping a second version.
+//!
+//! A slot remembers the version stamped for a write id and, once the write
+//! reached its quorum, the answer. A retry that arrives while the first
+//! attempt is still running waits for that attempt's answer (without holding
+//! any lock across the network calls); a retry after a failed attempt drives
+//! the write again with the same version, which can never overwrite a newer
+//! write. The cache is bounded: the oldest ids are forgotten first.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use mydht_proto::{Response, Version, WriteId};
+use tokio::sync::watch;
+
+/// Write ids remembered; at a few hundred bytes each, about 50 MiB at most.
+const CAPACITY: usize = 100_000;
+
+enum State {
+    Idle,
+    InFlight(watch::Receiver<Option<Response>>),
+    Done(Response),
+}
+
+struct Slot {
+    version: Option<Version>,
+    state: State,
+}
+
+#[derive(Default)]
+struct Table {
+    slots: HashMap<WriteId, Arc<Mutex<Slot>>>,
+    order: VecDeque<WriteId>,
+}
+
+#[derive(Default)]
+pub(crate) struct Dedup {
+    table: Mutex<Table>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Critical sections are plain field updates: a poisoned lock is usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a write should do, as decided by its slot.
+pub(crate) enum Claim {
+    /// Answer this (the first attempt's outcome).
+    Answer(Response),
+    /// Drive the write with this version (the same one on every attempt),
+    /// then report the outcome through [`Driving::finish`].
+    Drive(Driving),
+}
+
+pub(crate) struct Driving {
+    slot: Arc<Mutex<Slot>>,
+    tx: watch::Sender<Option<Response>>,
+    pub version: Version,
+}
+
+impl Driving {
+    /// Records the outcome: remembered for retries if the write succeeded,
+    /// and handed to any retry waiting meanwhile.
+    pub fn finish(self, response: &Response, succeeded: bool) {
+        lock(&self.slot).state = if succeeded {
+            State::Done(response.clone())
+        } else {
+            State::Idle
+        };
+        let _ = self.tx.send(Some(response.clone()));
+    }
+}
+
+impl Drop for Driving {
+    fn drop(&mut self) {
+        // An attempt abandoned before finishing leaves the slot for a retry.
+        let mut slot = lock(&self.slot);
+        if matches!(slot.state, State::InFlight(_)) {
+            slot.state = State::Idle;
+        }
+    }
+}
+
+impl Dedup {
+    /// Claims the slot of `id`; `stamp` is called for the version only the
+    /// first time.
+    pub async fn claim(
+        &self,
+        id: WriteId,
+        stamp: impl FnOnce() -> Result<Version, Response>,
+    ) -> Result<Claim, Response> {
+        let slot = self.slot(id);
+        let mut stamp = Some(stamp);
+        loop {
+            let mut rx = {
+                let mut s = lock(&slot);
+                match &s.state {
+                    State::Done(r) => return Ok(Claim::Answer(r.clone())),
+                    State::InFlight(rx) => rx.clone(),
+                    State::Idle => {
+                        let version = match (&s.version, stamp.take()) {
+                            (Some(v), _) => v.clone(),
+                            (None, Some(f)) => f()?,
+                            (None, None) => {
+                                return Err(Response::Error(mydht_proto::ErrorReply::Internal {
+                                    reason: "write slot lost its version".into(),
+                                }));
+                            }
+                        };
+                        s.version = Some(version.clone());
+                        let (tx, rx) = watch::channel(None);
+                        s.state = State::InFlight(rx);
+                        return Ok(Claim::Drive(Driving {
+                            slot: slot.clone(),
+                            tx,
+                            version,
+                        }));
+                    }
+                }
+            };
+            // Another attempt of the same write is running: take its answer.
+            if let Ok(answer) = rx.wait_for(Option::is_some).await
+                && let Some(r) = answer.as_ref()
+            {
+                return Ok(Claim::Answer(r.clone()));
+            }
+            // It was abandoned; look again.
+        }
+    }
+
+    fn slot(&self, id: WriteId) -> Arc<Mutex<Slot>> {
+        let mut t = lock(&self.table);
+        if let Some(s) = t.slots.get(&id) {
+            return s.clone();
+        }
+        let s = Arc::new(Mutex::new(Slot {
+            version: None,
+            state: State::Idle,
+        }));
+        t.slots.insert(id, s.clone());
+        t.order.push_back(id);
+        while t.order.len() > CAPACITY {
+            if let Some(old) = t.order.pop_front() {
+                t.slots.remove(&old);
+            }
+        }
+        s
+    }
+}

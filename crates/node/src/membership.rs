@@ -1,0 +1,201 @@
+//! The node's view of the ring's membership, kept on disk.
+//!
+//! The view (members with their states, N, V and the epoch) lives in
+//! `membership.json` in the data directory, written atomically (temporary
+//! file, fsync, rename, fsync of the directory) on every change, so that a
+//! node restarted without `-s` rejoins the ring it belonged to. Readers take
+//! the current [`Ring`] as an `Arc` without waiting on writers; changes are
+//! serialised by one async lock held only around the local update, never
+//! across a network call.
+//!
+//! This release spreads changes by announcement (the seed's JOIN/ADDNODE);
+//! versioned gossip that repairs missed announcements comes later.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use mydht_proto::Members;
+use mydht_ring::{Member, MemberState, NodeId, Ring, RingParams};
+use serde::{Deserialize, Serialize};
+
+use crate::NodeError;
+
+const FILE: &str = "membership.json";
+
+#[derive(Serialize, Deserialize)]
+struct Persisted {
+    node: NodeId,
+    epoch: u64,
+    replicas: usize,
+    vnodes: u32,
+    members: Vec<Member>,
+}
+
+pub(crate) struct Membership {
+    me: NodeId,
+    ring: RwLock<Arc<Ring>>,
+    path: Option<PathBuf>,
+    change: tokio::sync::Mutex<()>,
+}
+
+fn build(params: RingParams, epoch: u64, members: Vec<Member>) -> Result<Ring, String> {
+    Ring::new(params, epoch, members).map_err(|e| e.to_string())
+}
+
+impl Membership {
+    /// The view saved in `dir`, or a new one-member ring of `me` (not yet
+    /// saved). Says whether a saved view was found.
+    pub fn load_or_new(
+        me: NodeId,
+        dir: Option<&Path>,
+        replicas: usize,
+        vnodes: u32,
+    ) -> Result<(Self, bool), NodeError> {
+        let path = dir.map(|d| d.join(FILE));
+        let invalid = |p: &Path, reason: String| NodeError::DataDir {
+            path: p.to_path_buf(),
+            reason,
+        };
+        if let Some(p) = &path
+            && p.exists()
+        {
+            let text = std::fs::read(p).map_err(|e| invalid(p, e.to_string()))?;
+            let saved: Persisted =
+                serde_json::from_slice(&text).map_err(|e| invalid(p, e.to_string()))?;
+            if saved.node != me {
+                return Err(invalid(
+                    p,
+                    format!("belongs to node {}, not {me}", saved.node),
+                ));
+            }
+            let params =
+                RingParams::new(saved.replicas, saved.vnodes).map_err(|e| invalid(p, e.to_string()))?;
+            let ring = build(params, saved.epoch, saved.members).map_err(|e| invalid(p, e))?;
+            return Ok((Self::from_ring(me, ring, path), true));
+        }
+        let params =
+            RingParams::new(replicas, vnodes).map_err(|e| NodeError::Config(e.to_string()))?;
+        let ring = build(params, 1, vec![Member::new(me.clone(), MemberState::Up)])
+            .map_err(NodeError::Config)?;
+        Ok((Self::from_ring(me, ring, path), false))
+    }
+
+    fn from_ring(me: NodeId, ring: Ring, path: Option<PathBuf>) -> Self {
+        Self {
+            me,
+            ring: RwLock::new(Arc::new(ring)),
+            path,
+            change: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn me(&self) -> &NodeId {
+        &self.me
+    }
+
+    /// The current ring.
+    pub fn ring(&self) -> Arc<Ring> {
+        // Writers only swap an Arc; a poisoned lock still holds a valid one.
+        self.ring
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The view as it travels on the wire.
+    pub fn snapshot(&self) -> Members {
+        let ring = self.ring();
+        Members {
+            epoch: ring.epoch(),
+            replicas: u8::try_from(ring.params().replicas()).unwrap_or(u8::MAX),
+            vnodes: ring.params().vnodes(),
+            members: ring.members().to_vec(),
+        }
+    }
+
+    /// Saves the current view (a fresh node saves its one-member ring).
+    pub async fn save(&self) -> Result<(), String> {
+        let _guard = self.change.lock().await;
+        self.persist(&self.ring()).await
+    }
+
+    /// Adds `node` as up if it is not a member yet, at an epoch of at least
+    /// `min_epoch`. Returns the ring and whether it changed.
+    pub async fn add(&self, node: NodeId, min_epoch: u64) -> Result<(Arc<Ring>, bool), String> {
+        let _guard = self.change.lock().await;
+        let ring = self.ring();
+        if ring
+            .member(&node)
+            .is_some_and(|m| m.state() != MemberState::Removed)
+        {
+            return Ok((ring, false));
+        }
+        let mut members: Vec<Member> = ring
+            .members()
+            .iter()
+            .filter(|m| m.id() != &node)
+            .cloned()
+            .collect();
+        members.push(Member::new(node, MemberState::Up));
+        let epoch = (ring.epoch() + 1).max(min_epoch);
+        let next = Arc::new(build(ring.params(), epoch, members)?);
+        self.persist(&next).await?;
+        self.swap(next.clone());
+        Ok((next, true))
+    }
+
+    /// Takes a view learned from the ring (the answer to a join), keeping
+    /// this node in it.
+    pub async fn adopt(&self, view: Members) -> Result<Arc<Ring>, String> {
+        let _guard = self.change.lock().await;
+        let params = RingParams::new(usize::from(view.replicas), view.vnodes)
+            .map_err(|e| e.to_string())?;
+        let mut members = view.members;
+        let mut epoch = view.epoch;
+        if !members.iter().any(|m| m.id() == &self.me) {
+            members.push(Member::new(self.me.clone(), MemberState::Up));
+            epoch += 1;
+        }
+        let next = Arc::new(build(params, epoch, members)?);
+        self.persist(&next).await?;
+        self.swap(next.clone());
+        Ok(next)
+    }
+
+    fn swap(&self, ring: Arc<Ring>) {
+        *self.ring.write().unwrap_or_else(PoisonError::into_inner) = ring;
+    }
+
+    async fn persist(&self, ring: &Ring) -> Result<(), String> {
+        let Some(path) = self.path.clone() else {
+            return Ok(());
+        };
+        let saved = Persisted {
+            node: self.me.clone(),
+            epoch: ring.epoch(),
+            replicas: ring.params().replicas(),
+            vnodes: ring.params().vnodes(),
+            members: ring.members().to_vec(),
+        };
+        let text = serde_json::to_vec_pretty(&saved).map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || write_atomically(&path, &text))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("saving membership: {e}"))
+    }
+}
+
+/// Replaces `path` with `data` so that a crash leaves the old or the new
+/// file, never a mix.
+fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

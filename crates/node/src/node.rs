@@ -1,0 +1,145 @@
+//! Starting and stopping a node.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mydht_proto::{Request, Response};
+use mydht_ring::NodeId;
+use mydht_store::{HybridClock, Store};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::dedup::Dedup;
+use crate::membership::Membership;
+use crate::peers::Peers;
+use crate::server::accept_loop;
+use crate::shared::Shared;
+use crate::{NodeConfig, NodeError};
+
+/// A running node. Dropping the handle does not stop it; call
+/// [`shutdown`](Self::shutdown).
+pub struct NodeHandle {
+    name: NodeId,
+    addr: SocketAddr,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl NodeHandle {
+    /// The node's advertised name (`host:port`).
+    pub fn name(&self) -> &NodeId {
+        &self.name
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, ends every connection and background task, and
+    /// waits for them.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Waits until the node has stopped (after a shutdown from elsewhere).
+    pub async fn stopped(&self) {
+        self.stop.cancelled().await;
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Binds, loads or creates the membership, joins through the seed node if
+/// one is given, and starts serving with `store`.
+pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, NodeError> {
+    let bind_host = cfg.bind.clone().unwrap_or_else(|| cfg.host.clone());
+    let bind_addr = format!("{bind_host}:{}", cfg.port);
+    let listener = TcpListener::bind(&bind_addr)
+        .await
+        .map_err(|source| NodeError::Bind {
+            addr: bind_addr.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| NodeError::Bind {
+        addr: bind_addr.clone(),
+        source,
+    })?;
+    let port = if cfg.port == 0 { addr.port() } else { cfg.port };
+    let name = NodeId::new(format!("{}:{port}", cfg.host))
+        .map_err(|e| NodeError::Config(e.to_string()))?;
+    if let Some(dir) = &cfg.data_dir {
+        std::fs::create_dir_all(dir).map_err(|e| NodeError::DataDir {
+            path: dir.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    let (members, restored) =
+        Membership::load_or_new(name.clone(), cfg.data_dir.as_deref(), cfg.replicas, cfg.vnodes)?;
+    let peers = Peers::new(
+        name.clone(),
+        cfg.limits,
+        cfg.connect_timeout,
+        cfg.request_timeout,
+        cfg.down_backoff,
+    );
+    let sh = Arc::new(Shared {
+        clock: HybridClock::default(),
+        members,
+        peers,
+        dedup: Dedup::default(),
+        tasks: TaskTracker::new(),
+        stop: CancellationToken::new(),
+        store,
+        cfg,
+    });
+    match sh.cfg.seed.clone() {
+        Some(seed) if seed != name.as_str() => join(&sh, &seed).await?,
+        _ if !restored => sh.members.save().await.map_err(|reason| NodeError::DataDir {
+            path: sh.cfg.data_dir.clone().unwrap_or_default(),
+            reason,
+        })?,
+        _ => {}
+    }
+    let ring = sh.members.ring();
+    tracing::info!(
+        node = %name,
+        %addr,
+        members = ring.members().len(),
+        epoch = ring.epoch(),
+        restored,
+        "node started"
+    );
+    sh.tasks.spawn(accept_loop(sh.clone(), listener));
+    Ok(NodeHandle {
+        name,
+        addr,
+        stop: sh.stop.clone(),
+        tasks: sh.tasks.clone(),
+    })
+}
+
+/// Asks `seed` to add this node and adopts the member list it answers with
+/// (the seed then announces the newcomer to every member).
+async fn join<S: Store>(sh: &Arc<Shared<S>>, seed: &str) -> Result<(), NodeError> {
+    let failed = |reason: String| NodeError::Join {
+        seed: seed.to_string(),
+        reason,
+    };
+    let seed_id = NodeId::new(seed).map_err(|e| failed(e.to_string()))?;
+    let request = Request::Join {
+        node: sh.members.me().clone(),
+    };
+    match sh.peers.call(&seed_id, request).await.map_err(failed)? {
+        Response::Members(view) => {
+            let ring = sh.members.adopt(view).await.map_err(failed)?;
+            tracing::info!(%seed, epoch = ring.epoch(), "joined the ring");
+            Ok(())
+        }
+        Response::Error(e) => Err(failed(e.to_string())),
+        other => Err(failed(format!("unexpected answer {other:?}"))),
+    }
+}

@@ -1,0 +1,194 @@
+//! The answering side of one binary connection.
+//!
+//! After the preface and hello, every request runs in its own task (so a
+//! slow request never holds up the ones behind it) and its reply goes to a
+//! writer task that batches frames. Chunks of a streamed request value are
+//! routed to that request's bounded channel: a slow handler slows the
+//! sender. A malformed or oversized frame is answered with a typed error and
+//! the connection is closed; a request of a kind this release does not know
+//! is answered with `ERR_UNKNOWN_COMMAND` and the connection goes on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use mydht_proto::io::{FrameReader, FrameWriter, IoError, accept_preface, write_frames};
+use mydht_proto::{
+    Body, Chunk, CodecError, ErrorReply, Frame, FrameError, Limited, MAX_PROTOCOL_VERSION,
+    MIN_PROTOCOL_VERSION, PrefaceError, RequestId, Response, Welcome, split_chunks,
+};
+use mydht_store::Store;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+use crate::handlers::{self, Reply, has_body};
+use crate::shared::Shared;
+
+/// Frames queued for the writer before handlers wait.
+const OUTGOING_QUEUE: usize = 1024;
+/// Chunks buffered per streamed request value.
+const BODY_QUEUE: usize = 16;
+
+pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: TcpStream) {
+    let (mut r, mut w) = stream.into_split();
+    let limits = sh.cfg.limits;
+    let version = match timeout(sh.cfg.handshake_timeout, accept_preface(&mut r, &mut w)).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(IoError::Preface(PrefaceError::Unsupported { theirs, .. }))) => {
+            let reply = ErrorReply::UnsupportedVersion {
+                their_min: theirs.min,
+                their_max: theirs.max,
+                min: MIN_PROTOCOL_VERSION,
+                max: MAX_PROTOCOL_VERSION,
+            };
+            let mut writer = FrameWriter::new(w, limits);
+            let frame = Frame::new(RequestId(0), Body::Response(Response::Error(reply)));
+            let _ = writer.send(&frame).await;
+            let _ = writer.shutdown().await;
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "preface failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let mut reader = FrameReader::new(r, limits, BytesMut::new());
+    let mut writer = FrameWriter::new(w, limits);
+    match timeout(sh.cfg.handshake_timeout, reader.next()).await {
+        Ok(Ok(Some(Frame {
+            body: Body::Hello(_),
+            ..
+        }))) => {}
+        _ => return,
+    }
+    let welcome = Welcome {
+        node: sh.members.me().clone(),
+        version,
+        challenge: None,
+    };
+    if writer
+        .send(&Frame::new(RequestId(0), Body::Welcome(welcome)))
+        .await
+        .is_err()
+    {
+        return;
+    }
+
+    let (tx, rx) = mpsc::channel::<Frame>(OUTGOING_QUEUE);
+    let done = CancellationToken::new();
+    sh.tasks.spawn(write_frames(writer, rx, done.clone(), {
+        let tx = tx.clone();
+        move |frame, e| {
+            // A reply over the frame limit: answer with the error instead.
+            let reply = ErrorReply::BadRequest {
+                reason: format!("reply could not be sent: {e}"),
+            };
+            let _ = tx.try_send(Frame::new(frame.id, Body::Response(Response::Error(reply))));
+        }
+    }));
+
+    let mut bodies: HashMap<u64, mpsc::Sender<Chunk>> = HashMap::new();
+    loop {
+        let next = tokio::select! {
+            () = sh.stop.cancelled() => break,
+            () = done.cancelled() => break,
+            f = reader.next() => f,
+        };
+        match next {
+            Ok(Some(Frame {
+                id,
+                body: Body::Request(request),
+            })) => {
+                let body = if has_body(&request) {
+                    let (btx, brx) = mpsc::channel(BODY_QUEUE);
+                    bodies.insert(id.0, btx);
+                    Some(brx)
+                } else {
+                    None
+                };
+                let (sh2, tx) = (sh.clone(), tx.clone());
+                sh.tasks.spawn(async move {
+                    let reply = handlers::handle(&sh2, request, body).await;
+                    send_reply(&tx, id, reply, sh2.cfg.limits.chunk_size).await;
+                });
+            }
+            Ok(Some(Frame {
+                id,
+                body: Body::Chunk(chunk),
+            })) => {
+                let last = chunk.last;
+                if let Some(btx) = bodies.get(&id.0)
+                    && btx.send(chunk).await.is_err()
+                {
+                    // The handler gave up on the value (an error was sent).
+                    bodies.remove(&id.0);
+                }
+                if last {
+                    bodies.remove(&id.0);
+                }
+            }
+            Ok(Some(Frame {
+                id,
+                body: Body::Cancel,
+            })) => {
+                bodies.remove(&id.0);
+            }
+            Ok(Some(Frame { id, .. })) => {
+                let reply = ErrorReply::BadRequest {
+                    reason: "only requests, chunks and cancels are accepted here".into(),
+                };
+                let _ = tx.send(error_frame(id, reply)).await;
+            }
+            Ok(None) => break,
+            Err(IoError::Codec(CodecError::Frame(FrameError::UnknownKind { id, .. }))) => {
+                let _ = tx.send(error_frame(id, ErrorReply::UnknownRequest)).await;
+            }
+            Err(IoError::Codec(CodecError::Frame(FrameError::Malformed { id, reason }))) => {
+                let id = id.unwrap_or(RequestId(0));
+                let _ = tx.send(error_frame(id, ErrorReply::BadRequest { reason })).await;
+                break;
+            }
+            Err(IoError::Codec(CodecError::Frame(FrameError::TooLarge { len, max }))) => {
+                let reply = ErrorReply::TooLarge {
+                    what: Limited::Frame,
+                    size: len as u64,
+                    max: max as u64,
+                };
+                let _ = tx.send(error_frame(RequestId(0), reply)).await;
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "connection failed");
+                break;
+            }
+        }
+    }
+    // The writer finishes once every in-flight handler has replied and
+    // dropped its sender.
+}
+
+fn error_frame(id: RequestId, e: ErrorReply) -> Frame {
+    Frame::new(id, Body::Response(Response::Error(e)))
+}
+
+async fn send_reply(tx: &mpsc::Sender<Frame>, id: RequestId, reply: Reply, chunk_size: usize) {
+    match reply {
+        Reply::Plain(r) => {
+            let _ = tx.send(Frame::new(id, Body::Response(r))).await;
+        }
+        Reply::WithValue(r, bytes) => {
+            let streamed = mydht_proto::conn::response_streams(&r);
+            if tx.send(Frame::new(id, Body::Response(r))).await.is_err() || !streamed {
+                return;
+            }
+            for chunk in split_chunks(bytes, chunk_size) {
+                if tx.send(Frame::new(id, Body::Chunk(chunk))).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! What every part of a running node shares: its settings, store, clock,
+//! membership, peer connections, retry cache and task ownership.
+
+use mydht_store::HybridClock;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::NodeConfig;
+use crate::dedup::Dedup;
+use crate::membership::Membership;
+use crate::peers::Peers;
+
+pub(crate) struct Shared<S> {
+    pub cfg: NodeConfig,
+    pub store: S,
+    pub clock: HybridClock,
+    pub members: Membership,
+    pub peers: Peers,
+    pub dedup: Dedup,
+    /// Every task the node starts is tracked here, so shutdown can wait for
+    /// them all.
+    pub tasks: TaskTracker,
+    /// Cancelled when the node shuts down.
+    pub stop: CancellationToken,
+}
