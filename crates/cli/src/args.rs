@@ -164,8 +164,10 @@ mod tests {
 
     #[test]
     fn the_seed_client_flags_parse() {
-        let cli = parse(&["mydht", "client", "-c", "put", "-k", "mykey", "-val", "myvalue"])
-            .expect("parses");
+        let cli = parse(&[
+            "mydht", "client", "-c", "put", "-k", "mykey", "-val", "myvalue",
+        ])
+        .expect("parses");
         let Command::Client(c) = cli.command else {
             panic!("not a client command")
         };
@@ -177,8 +179,10 @@ mod tests {
 
     #[test]
     fn dash_h_is_the_host_and_help_is_long_only() {
-        let cli = parse(&["mydht", "node", "-h", "10.0.0.5", "-p", "50141", "-s", "a:1"])
-            .expect("parses");
+        let cli = parse(&[
+            "mydht", "node", "-h", "10.0.0.5", "-p", "50141", "-s", "a:1",
+        ])
+        .expect("parses");
         let Command::Node(n) = cli.command else {
             panic!("not a node command")
         };

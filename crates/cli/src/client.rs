@@ -181,7 +181,13 @@ fn write_value(bytes: &[u8], out: Option<PathBuf>) -> ExitCode {
     let mut out = stdout.lock();
     let written = out
         .write_all(bytes)
-        .and_then(|()| if newline { out.write_all(b"\n") } else { Ok(()) })
+        .and_then(|()| {
+            if newline {
+                out.write_all(b"\n")
+            } else {
+                Ok(())
+            }
+        })
         .and_then(|()| out.flush());
     if written.is_err() {
         return ExitCode::from(1);
@@ -195,7 +201,9 @@ fn fail(e: &ClientError) -> ExitCode {
     let code = match e {
         ClientError::Remote(ErrorReply::NotFound) => 1,
         ClientError::Remote(
-            ErrorReply::Quorum { .. } | ErrorReply::Unavailable { .. } | ErrorReply::Internal { .. },
+            ErrorReply::Quorum { .. }
+            | ErrorReply::Unavailable { .. }
+            | ErrorReply::Internal { .. },
         )
         | ClientError::Unreachable { .. }
         | ClientError::Unexpected { .. } => 3,

@@ -22,7 +22,11 @@ pub async fn run(args: NodeArgs) -> ExitCode {
     match start(args).await {
         Ok(node) => {
             // The one line scripts and tests wait for.
-            println!("mydht node {} listening on {}", node.name(), node.local_addr());
+            println!(
+                "mydht node {} listening on {}",
+                node.name(),
+                node.local_addr()
+            );
             wait_for_signal(&node).await;
             tracing::info!("stopping");
             node.shutdown().await;

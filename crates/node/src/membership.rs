@@ -68,8 +68,8 @@ impl Membership {
                     format!("belongs to node {}, not {me}", saved.node),
                 ));
             }
-            let params =
-                RingParams::new(saved.replicas, saved.vnodes).map_err(|e| invalid(p, e.to_string()))?;
+            let params = RingParams::new(saved.replicas, saved.vnodes)
+                .map_err(|e| invalid(p, e.to_string()))?;
             let ring = build(params, saved.epoch, saved.members).map_err(|e| invalid(p, e))?;
             return Ok((Self::from_ring(me, ring, path), true));
         }
@@ -148,8 +148,8 @@ impl Membership {
     /// this node in it.
     pub async fn adopt(&self, view: Members) -> Result<Arc<Ring>, String> {
         let _guard = self.change.lock().await;
-        let params = RingParams::new(usize::from(view.replicas), view.vnodes)
-            .map_err(|e| e.to_string())?;
+        let params =
+            RingParams::new(usize::from(view.replicas), view.vnodes).map_err(|e| e.to_string())?;
         let mut members = view.members;
         let mut epoch = view.epoch;
         if !members.iter().any(|m| m.id() == &self.me) {

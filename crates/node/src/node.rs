@@ -77,8 +77,12 @@ pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, No
             reason: e.to_string(),
         })?;
     }
-    let (members, restored) =
-        Membership::load_or_new(name.clone(), cfg.data_dir.as_deref(), cfg.replicas, cfg.vnodes)?;
+    let (members, restored) = Membership::load_or_new(
+        name.clone(),
+        cfg.data_dir.as_deref(),
+        cfg.replicas,
+        cfg.vnodes,
+    )?;
     let peers = Peers::new(
         name.clone(),
         cfg.limits,
@@ -98,10 +102,14 @@ pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, No
     });
     match sh.cfg.seed.clone() {
         Some(seed) if seed != name.as_str() => join(&sh, &seed).await?,
-        _ if !restored => sh.members.save().await.map_err(|reason| NodeError::DataDir {
-            path: sh.cfg.data_dir.clone().unwrap_or_default(),
-            reason,
-        })?,
+        _ if !restored => sh
+            .members
+            .save()
+            .await
+            .map_err(|reason| NodeError::DataDir {
+                path: sh.cfg.data_dir.clone().unwrap_or_default(),
+                reason,
+            })?,
         _ => {}
     }
     let ring = sh.members.ring();

@@ -114,7 +114,9 @@ impl Peers {
     /// Sends a request to `node` and returns its exchange.
     pub async fn request(&self, node: &NodeId, request: Request) -> Result<Exchange, String> {
         let conn = self.connection(node).await?;
-        conn.request(request).await.map_err(|e| self.failed(node, &e))
+        conn.request(request)
+            .await
+            .map_err(|e| self.failed(node, &e))
     }
 
     /// A call with one response, within the request deadline.
@@ -123,7 +125,10 @@ impl Peers {
         match timeout(self.request_timeout, conn.call(request)).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(self.failed(node, &e)),
-            Err(_) => Err(format!("{node}: no answer within {:?}", self.request_timeout)),
+            Err(_) => Err(format!(
+                "{node}: no answer within {:?}",
+                self.request_timeout
+            )),
         }
     }
 

@@ -79,16 +79,14 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: TcpStream) {
 
     let (tx, rx) = mpsc::channel::<Frame>(OUTGOING_QUEUE);
     let done = CancellationToken::new();
-    sh.tasks.spawn(write_frames(writer, rx, done.clone(), {
-        let tx = tx.clone();
-        move |frame, e| {
+    sh.tasks
+        .spawn(write_frames(writer, rx, done.clone(), |frame, e| {
             // A reply over the frame limit: answer with the error instead.
-            let reply = ErrorReply::BadRequest {
-                reason: format!("reply could not be sent: {e}"),
+            let reply = ErrorReply::Internal {
+                reason: format!("the reply could not be sent: {e}"),
             };
-            let _ = tx.try_send(Frame::new(frame.id, Body::Response(Response::Error(reply))));
-        }
-    }));
+            Some(error_frame(frame.id, reply))
+        }));
 
     let mut bodies: HashMap<u64, mpsc::Sender<Chunk>> = HashMap::new();
     loop {
@@ -148,7 +146,9 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: TcpStream) {
             }
             Err(IoError::Codec(CodecError::Frame(FrameError::Malformed { id, reason }))) => {
                 let id = id.unwrap_or(RequestId(0));
-                let _ = tx.send(error_frame(id, ErrorReply::BadRequest { reason })).await;
+                let _ = tx
+                    .send(error_frame(id, ErrorReply::BadRequest { reason }))
+                    .await;
                 break;
             }
             Err(IoError::Codec(CodecError::Frame(FrameError::TooLarge { len, max }))) => {

@@ -173,6 +173,7 @@ impl Connection {
             inner.closed.clone(),
             move |f, e| {
                 refuse(&weak, f, &e);
+                None
             },
         ));
         tokio::spawn(read_loop(

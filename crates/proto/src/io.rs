@@ -133,13 +133,14 @@ const MAX_BATCH: usize = 256 * 1024;
 /// Writes the frames arriving on `rx` until every sender is gone, `stop` is
 /// cancelled or the transport fails, batching whatever is queued into one
 /// write. A frame that cannot be encoded (over the frame limit) is handed to
-/// `refused` and skipped. Cancels `stop` when it ends, so the reading side
-/// learns that the connection is finished.
+/// `refused`, which may return a frame to send in its place (an error
+/// answer). Cancels `stop` when it ends, so the reading side learns that the
+/// connection is finished.
 pub async fn write_frames<W: AsyncWrite + Unpin>(
     mut writer: FrameWriter<W>,
     mut rx: mpsc::Receiver<Frame>,
     stop: CancellationToken,
-    mut refused: impl FnMut(&Frame, IoError),
+    mut refused: impl FnMut(&Frame, IoError) -> Option<Frame>,
 ) {
     loop {
         let first = tokio::select! {
@@ -149,8 +150,11 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
         let Some(first) = first else { break };
         let mut next = Some(first);
         while let Some(frame) = next.take() {
-            if let Err(e) = writer.feed(&frame) {
-                refused(&frame, e);
+            if let Err(e) = writer.feed(&frame)
+                && let Some(instead) = refused(&frame, e)
+            {
+                // An error answer is small; should even it fail, give up on it.
+                let _ = writer.feed(&instead);
             }
             if writer.buffered() >= MAX_BATCH {
                 break;

@@ -75,12 +75,12 @@ pub(crate) async fn handle<S: Store>(
         } => replica::serve_store(sh, key, version, value, body).await,
         Request::ReplicaFetch { key } => replica::serve_fetch(sh, &key).await,
         Request::ReplicaProbe { key } => replica::serve_probe(sh, &key).await,
-        Request::Purge | Request::Balance { .. } | Request::Remove { .. } | Request::Leave { .. } => {
-            Reply::error(ErrorReply::BadRequest {
-                reason: "purge, balance, remove and leave are not supported by this release"
-                    .into(),
-            })
-        }
+        Request::Purge
+        | Request::Balance { .. }
+        | Request::Remove { .. }
+        | Request::Leave { .. } => Reply::error(ErrorReply::BadRequest {
+            reason: "purge, balance, remove and leave are not supported by this release".into(),
+        }),
     }
 }
 

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use mydht_proto::conn::payload_for;
 use mydht_proto::{
-    Chunk, ErrorReply, Held, MAX_IN_MEMORY_VALUE, Payload, ReplicaEntry, Request, Response,
-    Version,
+    Chunk, ErrorReply, Held, MAX_IN_MEMORY_VALUE, Payload, ReplicaEntry, Request, Response, Version,
 };
 use mydht_ring::NodeId;
 use mydht_store::{Lookup, Stamp, Store};
@@ -147,7 +146,10 @@ pub(crate) async fn store_on<S: Store>(
         Ok(Ok(Response::Error(e))) => Err(format!("{node}: {e}")),
         Ok(Ok(other)) => Err(format!("{node}: unexpected answer {other:?}")),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!("{node}: no answer within {:?}", sh.peers.request_timeout())),
+        Err(_) => Err(format!(
+            "{node}: no answer within {:?}",
+            sh.peers.request_timeout()
+        )),
     }
 }
 
@@ -168,7 +170,10 @@ pub(crate) async fn fetch_from<S: Store>(
             .await?;
         match ex.response().await.map_err(|e| sh.peers.failed(node, &e))? {
             Response::Entry(None) => Ok(None),
-            Response::Entry(Some(ReplicaEntry { version, value: None })) => Ok(Some((version, None))),
+            Response::Entry(Some(ReplicaEntry {
+                version,
+                value: None,
+            })) => Ok(Some((version, None))),
             Response::Entry(Some(ReplicaEntry {
                 version,
                 value: Some(payload),
@@ -185,6 +190,9 @@ pub(crate) async fn fetch_from<S: Store>(
     };
     match timeout(sh.peers.request_timeout(), call).await {
         Ok(r) => r,
-        Err(_) => Err(format!("{node}: no answer within {:?}", sh.peers.request_timeout())),
+        Err(_) => Err(format!(
+            "{node}: no answer within {:?}",
+            sh.peers.request_timeout()
+        )),
     }
 }
