@@ -17,8 +17,9 @@ use super::Shared;
 use super::engine::Engine;
 use crate::StoreError;
 
-/// Size of the chunks moved from the stream to the file.
-const CHUNK: usize = 1 << 20;
+/// Size of the writes to a value file: the stream's small reads are
+/// gathered so that each blocking write moves this much.
+const CHUNK: usize = 4 << 20;
 
 pub(crate) fn dir(root: &Path) -> PathBuf {
     root.join("values")
@@ -114,20 +115,30 @@ where
         .open(&path)
         .await
         .map_err(|e| StoreError::io("creating a value file", e))?;
+    // tokio writes in the background from its own buffer of this size while
+    // the next chunk is gathered, so disk and stream overlap.
+    file.set_max_buf_size(CHUNK);
     let wr = |e| StoreError::io("writing a value file", e);
     file.write_all(prefix).await.map_err(wr)?;
     let mut len = prefix.len() as u64;
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = body
-            .read(&mut buf)
-            .await
-            .map_err(|e| StoreError::io("reading a value stream", e))?;
-        if n == 0 {
+        let mut filled = 0;
+        while filled < CHUNK {
+            let n = body
+                .read(&mut buf[filled..])
+                .await
+                .map_err(|e| StoreError::io("reading a value stream", e))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
             break;
         }
-        file.write_all(&buf[..n]).await.map_err(wr)?;
-        len += n as u64;
+        file.write_all(&buf[..filled]).await.map_err(wr)?;
+        len += filled as u64;
     }
     file.flush().await.map_err(wr)?;
     file.sync_all()
