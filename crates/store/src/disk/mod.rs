@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fjall::PersistMode;
+use fjall::{PersistMode, Readable};
 use mydht_proto::Version;
 use mydht_ring::TokenRange;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -225,17 +225,25 @@ impl Drop for DiskStore {
 }
 
 fn read_lookup(engine: &Engine, root: &Path, ekey: &[u8]) -> Result<Lookup, StoreError> {
+    let mut missing = None;
     for _ in 0..FILE_RACE_RETRIES {
-        let Some(meta) = engine.read_meta(ekey)? else {
+        // Metadata and inline value from one snapshot: a write committed in
+        // between cannot pair one version's metadata with another's bytes.
+        let snap = engine.db.snapshot();
+        let Some(meta) = snap
+            .get(&engine.meta, ekey)
+            .map_err(|e| StoreError::engine("reading metadata", e))?
+            .map(|b| Meta::decode(&b))
+            .transpose()?
+        else {
             return Ok(Lookup::Absent);
         };
         let version = meta.stamp.version().clone();
         match meta.place {
             None => return Ok(Lookup::Tombstone(version)),
             Some(Place::Inline) => {
-                let bytes = engine
-                    .data
-                    .get(ekey)
+                let bytes = snap
+                    .get(&engine.data, ekey)
                     .map_err(|e| StoreError::engine("reading a value", e))?
                     .ok_or(StoreError::Corrupt {
                         what: "missing inline value",
@@ -256,11 +264,12 @@ fn read_lookup(engine: &Engine, root: &Path, ekey: &[u8]) -> Result<Lookup, Stor
                     }));
                 }
                 // Replaced and unlinked since the metadata was read: look again.
+                missing = Some(id);
             }
         }
     }
-    Err(StoreError::Corrupt {
-        what: "value file vanished repeatedly",
+    Err(StoreError::MissingValueFile {
+        id: missing.unwrap_or_default(),
     })
 }
 

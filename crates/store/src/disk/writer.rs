@@ -207,8 +207,12 @@ impl Writer {
                 for a in answers {
                     a.fail(&err);
                 }
+                // Whether the failed batch reached the journal is known only
+                // after the reopen: then whichever of these files no entry
+                // names is removed.
                 self.suspects.extend(g.new_files);
                 self.suspects.extend(g.unused);
+                self.suspects.extend(g.unlink);
                 self.engine = None;
                 self.shared.set_engine(None);
                 drop(engine);
