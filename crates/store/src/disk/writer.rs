@@ -155,37 +155,45 @@ impl Writer {
         Ok(engine)
     }
 
+    /// Answers every op with `err` without applying it.
+    fn refuse(&mut self, ops: Vec<Op>, err: &StoreError) {
+        for op in ops {
+            match op {
+                Op::Write { reply, state, .. } => {
+                    if let NewState::File { id, .. } = state {
+                        self.suspects.push(id);
+                    }
+                    drop(reply.send(Err(copy_error(err))));
+                }
+                Op::Purge { reply, .. } => drop(reply.send(Err(copy_error(err)))),
+                Op::Reopen => {}
+            }
+        }
+    }
+
     fn group(&mut self, ops: Vec<Op>) {
         let engine = match self.engine() {
             Ok(e) => e,
             Err(err) => {
-                for op in ops {
-                    match op {
-                        Op::Write { reply, state, .. } => {
-                            if let NewState::File { id, .. } = state {
-                                self.suspects.push(id);
-                            }
-                            drop(reply.send(Err(copy_error(&err))));
-                        }
-                        Op::Purge { reply, .. } => drop(reply.send(Err(copy_error(&err)))),
-                        Op::Reopen => {}
-                    }
-                }
+                self.refuse(ops, &err);
                 return;
             }
         };
-        let mut g = Group {
-            engine: &engine,
-            stats: self.stats,
-            ..Group::default_for(&engine)
-        };
+        let mut g = Group::new(&engine, self.stats);
         let mut answers = Vec::with_capacity(ops.len());
         let mut failed = None;
-        for op in ops {
+        let mut ops = ops.into_iter();
+        for op in ops.by_ref() {
             if let Err(e) = g.apply(op, &mut answers) {
                 failed = Some(e);
                 break;
             }
+        }
+        if let Some(err) = &failed {
+            // The rest of the group is not attempted; it fails with the same
+            // cause (the engine is reopened below).
+            let rest: Vec<Op> = ops.collect();
+            self.refuse(rest, err);
         }
         let result = match failed {
             Some(e) => Err(e),
@@ -242,10 +250,10 @@ struct Group<'a> {
 }
 
 impl<'a> Group<'a> {
-    fn default_for(engine: &'a Engine) -> Self {
+    fn new(engine: &'a Engine, stats: StoreStats) -> Self {
         Self {
             engine,
-            stats: StoreStats::default(),
+            stats,
             metas: HashMap::new(),
             datas: HashMap::new(),
             index: HashMap::new(),
@@ -286,12 +294,17 @@ impl<'a> Group<'a> {
                 state,
                 reply,
             } => {
-                let cur = self.current(&ekey);
-                let cur = match cur {
+                let cur = match self.current(&ekey) {
                     Ok(c) => c,
                     Err(e) => {
                         if let NewState::File { id, .. } = state {
                             self.unused.push(id);
+                        }
+                        // A record that does not decode fails its own write
+                        // only; an engine failure fails the group.
+                        if matches!(e, StoreError::Corrupt { .. }) {
+                            drop(reply.send(Err(e)));
+                            return Ok(());
                         }
                         answers.push(Answer::Write(reply, Outcome::Superseded));
                         return Err(e);
@@ -354,6 +367,10 @@ impl<'a> Group<'a> {
             } => {
                 let cur = match self.current(&ekey) {
                     Ok(c) => c,
+                    Err(e) if matches!(e, StoreError::Corrupt { .. }) => {
+                        drop(reply.send(Err(e)));
+                        return Ok(());
+                    }
                     Err(e) => {
                         answers.push(Answer::Purge(reply, Purge::Changed));
                         return Err(e);
