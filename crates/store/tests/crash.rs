@@ -25,6 +25,7 @@ fn sigkill_loses_no_acknowledged_write() {
     let store_dir = dir.path().join("store");
     let mut rng = Rng::seeded();
     let mut acked = Vec::new();
+    let mut killed_mid_large = 0;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -46,8 +47,12 @@ fn sigkill_loses_no_acknowledged_write() {
         } else {
             std::thread::sleep(Duration::from_millis(rng.below(200)));
         }
+        let bigs = c.bigs.clone();
         let acks = c.kill();
         assert!(!acks.is_empty());
+        if bigs.lock().expect("lock").iter().any(|b| !acks.contains(b)) {
+            killed_mid_large += 1;
+        }
         acked.extend(acks);
         let newest = child::newest_acked(&acked);
         rt.block_on(async {
@@ -63,7 +68,11 @@ fn sigkill_loses_no_acknowledged_write() {
         });
     }
     eprintln!(
-        "{} acknowledged operations checked over {ROUNDS} kills",
+        "{} acknowledged operations checked over {ROUNDS} kills, {killed_mid_large} with a large value in flight",
         acked.len()
+    );
+    assert!(
+        killed_mid_large >= 3,
+        "only {killed_mid_large} kills hit a large value in flight"
     );
 }
