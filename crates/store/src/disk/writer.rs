@@ -27,6 +27,10 @@ use crate::{Outcome, Purge, Stamp, StoreError, StoreStats};
 /// The most requests committed as one group.
 const MAX_GROUP: usize = 1024;
 
+/// A group stops taking requests once its inline values reach this many
+/// bytes, which bounds the batch the engine copies.
+const MAX_GROUP_BYTES: usize = 16 << 20;
+
 /// What a write puts in place of the key's current entry.
 pub(crate) enum NewState {
     Inline(Bytes),
@@ -48,6 +52,18 @@ pub(crate) enum Op {
     },
     /// A reader found no engine: try to reopen now.
     Reopen,
+}
+
+impl Op {
+    fn inline_len(&self) -> usize {
+        match self {
+            Self::Write {
+                state: NewState::Inline(b),
+                ..
+            } => b.len(),
+            _ => 0,
+        }
+    }
 }
 
 enum Answer {
@@ -117,10 +133,14 @@ impl Writer {
 
     pub fn run(mut self) {
         while let Some(op) = self.rx.blocking_recv() {
+            let mut bytes = op.inline_len();
             let mut ops = vec![op];
-            while ops.len() < MAX_GROUP {
+            while ops.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
                 match self.rx.try_recv() {
-                    Ok(op) => ops.push(op),
+                    Ok(op) => {
+                        bytes += op.inline_len();
+                        ops.push(op);
+                    }
                     Err(_) => break,
                 }
             }
