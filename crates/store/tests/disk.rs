@@ -198,3 +198,23 @@ async fn reads_racing_replacements_always_pair_a_version_with_its_value() {
     writer.await.expect("writer");
     assert!(seen > 0, "the reader saw at least one value");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_upload_leaves_no_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(DiskStore::open(dir.path(), opts()).expect("open"));
+    let (mut tx, rx) = tokio::io::duplex(16 << 10);
+    let s = store.clone();
+    let upload = tokio::spawn(async move { s.put_stream(b"k", ver(1, "a:1"), rx).await });
+    // Once this returns the value file exists and is being written.
+    tx.write_all(&pattern(1, 200_000)).await.expect("send");
+    assert_eq!(value_files(&store).len(), 1);
+    // The caller goes away mid-stream (a client timeout, a dropped request).
+    upload.abort();
+    assert!(upload.await.expect_err("aborted").is_cancelled());
+    assert!(
+        value_files(&store).is_empty(),
+        "the unfinished file was removed"
+    );
+    assert_eq!(got(&*store, b"k").await, Got::Absent);
+}

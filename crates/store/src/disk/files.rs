@@ -78,25 +78,57 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Writes `prefix` then the rest of `body` to a new value file, fsyncs it
-/// and its directory, and returns its number and length. On failure the file
-/// is removed.
+/// A value file being written: removed when dropped unless handed over,
+/// so a failed or abandoned upload (the caller's future dropped mid-stream)
+/// leaves nothing behind.
+pub(crate) struct PendingFile {
+    root: PathBuf,
+    id: u64,
+    armed: bool,
+}
+
+impl PendingFile {
+    pub fn new(shared: &Shared) -> Self {
+        Self {
+            root: shared.dir.clone(),
+            id: shared.next_file.fetch_add(1, Ordering::Relaxed),
+            armed: true,
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The writer owns the file from now on (it names or removes it).
+    pub fn hand_over(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if self.armed {
+            // Best effort: an orphan left here is removed on the next open.
+            if let Err(e) = remove(&self.root, self.id) {
+                tracing::warn!(id = self.id, error = %e, "could not remove an unfinished value file");
+            }
+        }
+    }
+}
+
+/// Writes `prefix` then the rest of `body` to the pending file, fsyncs it
+/// and its directory, and returns its length.
 pub(crate) async fn write<R>(
     shared: &Shared,
+    file: &PendingFile,
     prefix: &[u8],
     body: &mut R,
-) -> Result<(u64, u64), StoreError>
+) -> Result<u64, StoreError>
 where
     R: AsyncRead + Unpin + Send,
 {
-    let id = shared.next_file.fetch_add(1, Ordering::Relaxed);
-    let result = write_file(shared, id, prefix, body).await;
-    if result.is_err() {
-        let root = shared.dir.clone();
-        // Best effort: an orphan left here is removed on the next open.
-        let _ = tokio::task::spawn_blocking(move || remove(&root, id)).await;
-    }
-    result.map(|len| (id, len))
+    write_file(shared, file.id, prefix, body).await
 }
 
 async fn write_file<R>(

@@ -142,11 +142,14 @@ impl DiskStore {
         }
     }
 
+    /// Queues a write for the writer and waits for its outcome; a value
+    /// file is handed over to the writer once the write is queued.
     async fn submit(
         &self,
         ekey: Vec<u8>,
         version: Version,
         state: NewState,
+        file: Option<files::PendingFile>,
     ) -> Result<Outcome, StoreError> {
         let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
         let (reply, rx) = oneshot::channel();
@@ -158,6 +161,9 @@ impl DiskStore {
         })
         .await
         .map_err(|_| StoreError::Closed)?;
+        if let Some(file) = file {
+            file.hand_over();
+        }
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -182,8 +188,13 @@ impl DiskStore {
     where
         R: AsyncRead + Unpin + Send,
     {
-        let (id, len) = files::write(&self.shared, prefix, body).await?;
-        self.submit(engine_key(key), version, NewState::File { id, len })
+        let pending = files::PendingFile::new(&self.shared);
+        let len = files::write(&self.shared, &pending, prefix, body).await?;
+        let state = NewState::File {
+            id: pending.id(),
+            len,
+        };
+        self.submit(engine_key(key), version, state, Some(pending))
             .await
     }
 }
@@ -294,7 +305,7 @@ impl Store for DiskStore {
                 .put_file(key, version, &value, &mut tokio::io::empty())
                 .await;
         }
-        self.submit(engine_key(key), version, NewState::Inline(value))
+        self.submit(engine_key(key), version, NewState::Inline(value), None)
             .await
     }
 
@@ -327,6 +338,7 @@ impl Store for DiskStore {
                     engine_key(key),
                     version,
                     NewState::Inline(Bytes::from(head)),
+                    None,
                 )
                 .await;
         }
@@ -335,7 +347,7 @@ impl Store for DiskStore {
 
     async fn delete(&self, key: &[u8], version: Version) -> Result<Outcome, StoreError> {
         check_key(key)?;
-        self.submit(engine_key(key), version, NewState::Tombstone)
+        self.submit(engine_key(key), version, NewState::Tombstone, None)
             .await
     }
 
