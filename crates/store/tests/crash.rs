@@ -11,7 +11,14 @@ use std::time::Duration;
 use common::child::{self, ChildGuard, Rng};
 use mydht_store::{DiskStore, SyncPolicy};
 
-const ROUNDS: u64 = 20;
+/// Kills per run; raise it for a stress run:
+/// `MYDHT_CRASH_ROUNDS=200 cargo test -p mydht-store --test crash`.
+fn rounds() -> u64 {
+    std::env::var("MYDHT_CRASH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20)
+}
 
 #[test]
 #[ignore = "the writer process of the crash tests, started by them"]
@@ -30,7 +37,8 @@ fn sigkill_loses_no_acknowledged_write() {
         .enable_all()
         .build()
         .expect("runtime");
-    for round in 0..ROUNDS {
+    let rounds = rounds();
+    for round in 0..rounds {
         let start = (round + 1) * 1_000_000;
         let mut c = ChildGuard::spawn("crash_child_writer", &store_dir, start, "always", true);
         let during_big = round % 3 == 1;
@@ -68,7 +76,7 @@ fn sigkill_loses_no_acknowledged_write() {
         });
     }
     eprintln!(
-        "{} acknowledged operations checked over {ROUNDS} kills, {killed_mid_large} with a large value in flight",
+        "{} acknowledged operations checked over {rounds} kills, {killed_mid_large} with a large value in flight",
         acked.len()
     );
     assert!(

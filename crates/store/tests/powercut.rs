@@ -117,7 +117,12 @@ fn power_cut_loses_nothing_acknowledged_and_no_sync_loses_some() {
         }
     };
     let mut rng = Rng::seeded();
-    for round in 0..4 {
+    // Raise for a stress run: `MYDHT_POWERCUT_CUTS=40 cargo test -p mydht-store --test powercut`.
+    let cuts = std::env::var("MYDHT_POWERCUT_CUTS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(4u64);
+    for round in 0..cuts {
         let min_acks = 100 + rng.below(400) as usize;
         let plan = Plan {
             sync: "always",
@@ -146,7 +151,7 @@ fn power_cut_loses_nothing_acknowledged_and_no_sync_loses_some() {
         min_run: Duration::ZERO,
         settle: Duration::ZERO,
     };
-    let c = cut_once(&mut m, 10, &plan, &mut rng);
+    let c = cut_once(&mut m, cuts + 1, &plan, &mut rng);
     eprintln!(
         "sync=none: {} acknowledged before the cut, {} lost",
         c.before, c.lost
@@ -164,7 +169,7 @@ fn power_cut_loses_nothing_acknowledged_and_no_sync_loses_some() {
         min_run: Duration::from_millis(1_500),
         settle: Duration::from_millis(500),
     };
-    let c = cut_once(&mut m, 11, &plan, &mut rng);
+    let c = cut_once(&mut m, cuts + 2, &plan, &mut rng);
     eprintln!(
         "sync=periodic:50: {} acknowledged over 500 ms before the cut, {} of them lost",
         c.before, c.lost
