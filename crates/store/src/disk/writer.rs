@@ -371,10 +371,13 @@ impl<'a> Group<'a> {
                 };
                 match meta.stamp {
                     Stamp::Value(_) => {
-                        self.stats.live_keys += 1;
-                        self.stats.value_bytes += meta.len;
+                        // Counters come from disk: never let a bad one panic.
+                        self.stats.live_keys = self.stats.live_keys.saturating_add(1);
+                        self.stats.value_bytes = self.stats.value_bytes.saturating_add(meta.len);
                     }
-                    Stamp::Tombstone(_) => self.stats.tombstones += 1,
+                    Stamp::Tombstone(_) => {
+                        self.stats.tombstones = self.stats.tombstones.saturating_add(1);
+                    }
                 }
                 self.metas.insert(ekey, Some(meta));
                 answers.push(Answer::Write(reply, Outcome::Applied));
