@@ -36,11 +36,11 @@ impl Inner {
                 s.value_bytes += bytes;
             }
             (Stamp::Value(_), false) => {
-                s.live_keys -= 1;
-                s.value_bytes -= bytes;
+                s.live_keys = s.live_keys.saturating_sub(1);
+                s.value_bytes = s.value_bytes.saturating_sub(bytes);
             }
             (Stamp::Tombstone(_), true) => s.tombstones += 1,
-            (Stamp::Tombstone(_), false) => s.tombstones -= 1,
+            (Stamp::Tombstone(_), false) => s.tombstones = s.tombstones.saturating_sub(1),
         }
     }
 

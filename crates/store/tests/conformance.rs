@@ -11,7 +11,7 @@ use mydht_proto::Timestamp;
 use mydht_ring::{Position, TokenRange};
 use mydht_store::{
     DiskOptions, DiskStore, MAX_KEY_LEN, MemoryStore, Outcome, Purge, PurgeRequest, Stamp, Store,
-    StoreError, StoreStats, haskey_text,
+    StoreError, StoreStats, SyncPolicy, haskey_text,
 };
 
 async fn test_suite<S: Store>(store: Arc<S>) {
@@ -370,4 +370,28 @@ async fn disk_store_passes_the_suite() {
         got(&store, b"tomb").await,
         Got::Value(ver(12, "a:1"), Bytes::from_static(b"new"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn disk_store_passes_the_suite_under_every_sync_policy() {
+    for policy in [
+        SyncPolicy::Periodic(Duration::from_millis(5)),
+        SyncPolicy::None,
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = DiskOptions::default()
+            .large_value_threshold(64 << 10)
+            .sync(policy);
+        let store = Arc::new(DiskStore::open(dir.path(), opts.clone()).expect("open"));
+        test_suite(store.clone()).await;
+        let stats = store.stats();
+        drop(store);
+        // A clean shutdown syncs whatever the policy left unsynced.
+        let store = DiskStore::open(dir.path(), opts).expect("reopen");
+        assert_eq!(store.stats(), stats, "{policy:?}");
+        assert_eq!(
+            got(&store, b"race-7").await,
+            Got::Value(ver(51, "a:1"), Bytes::from_static(b"51a:1"))
+        );
+    }
 }

@@ -11,7 +11,14 @@ use std::time::Duration;
 use common::child::{self, ChildGuard, Rng};
 use mydht_store::{DiskStore, SyncPolicy};
 
-const ROUNDS: u64 = 20;
+/// Kills per run; raise it for a stress run:
+/// `MYDHT_CRASH_ROUNDS=200 cargo test -p mydht-store --test crash`.
+fn rounds() -> u64 {
+    std::env::var("MYDHT_CRASH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20)
+}
 
 #[test]
 #[ignore = "the writer process of the crash tests, started by them"]
@@ -25,11 +32,13 @@ fn sigkill_loses_no_acknowledged_write() {
     let store_dir = dir.path().join("store");
     let mut rng = Rng::seeded();
     let mut acked = Vec::new();
+    let mut killed_mid_large = 0;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    for round in 0..ROUNDS {
+    let rounds = rounds();
+    for round in 0..rounds {
         let start = (round + 1) * 1_000_000;
         let mut c = ChildGuard::spawn("crash_child_writer", &store_dir, start, "always", true);
         let during_big = round % 3 == 1;
@@ -46,8 +55,12 @@ fn sigkill_loses_no_acknowledged_write() {
         } else {
             std::thread::sleep(Duration::from_millis(rng.below(200)));
         }
+        let bigs = c.bigs.clone();
         let acks = c.kill();
         assert!(!acks.is_empty());
+        if bigs.lock().expect("lock").iter().any(|b| !acks.contains(b)) {
+            killed_mid_large += 1;
+        }
         acked.extend(acks);
         let newest = child::newest_acked(&acked);
         rt.block_on(async {
@@ -63,7 +76,11 @@ fn sigkill_loses_no_acknowledged_write() {
         });
     }
     eprintln!(
-        "{} acknowledged operations checked over {ROUNDS} kills",
+        "{} acknowledged operations checked over {rounds} kills, {killed_mid_large} with a large value in flight",
         acked.len()
+    );
+    assert!(
+        killed_mid_large >= 3,
+        "only {killed_mid_large} kills hit a large value in flight"
     );
 }

@@ -28,6 +28,8 @@ enum Step {
     Get {
         key: u8,
     },
+    /// Close and open the store again (the memory engine ignores it).
+    Reopen,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -40,6 +42,7 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(key, ms, node, len)| Step::Put { key, ms, node, len }),
         2 => (key.clone(), ms, node).prop_map(|(key, ms, node)| Step::Delete { key, ms, node }),
         2 => key.prop_map(|key| Step::Get { key }),
+        1 => Just(Step::Reopen),
     ]
 }
 
@@ -92,10 +95,15 @@ impl Model {
     }
 }
 
-async fn run<S: Store>(store: &S, steps: &[Step]) -> Result<(), TestCaseError> {
+async fn run<S: Store>(
+    mut store: S,
+    steps: &[Step],
+    reopen: impl Fn(S) -> S,
+) -> Result<(), TestCaseError> {
     let mut model = Model::default();
     for s in steps {
         match *s {
+            Step::Reopen => store = reopen(store),
             Step::Put { key, ms, node, len } => {
                 let (v, val) = (version(ms, node), value(ms, node, len));
                 let want = model.write(key, v.clone(), Some(val.clone()));
@@ -109,13 +117,13 @@ async fn run<S: Store>(store: &S, steps: &[Step]) -> Result<(), TestCaseError> {
                 prop_assert_eq!(have, want, "{:?}", s);
             }
             Step::Get { key } => {
-                prop_assert_eq!(got(store, &[key]).await, model.get(key), "{:?}", s);
+                prop_assert_eq!(got(&store, &[key]).await, model.get(key), "{:?}", s);
             }
         }
         prop_assert_eq!(store.stats(), model.stats());
     }
     for key in 0..6 {
-        prop_assert_eq!(got(store, &[key]).await, model.get(key));
+        prop_assert_eq!(got(&store, &[key]).await, model.get(key));
     }
     Ok(())
 }
@@ -132,7 +140,7 @@ proptest! {
 
     #[test]
     fn memory_store_matches_the_model(steps in prop::collection::vec(step(), 1..60)) {
-        runtime().block_on(run(&MemoryStore::new(), &steps))?;
+        runtime().block_on(run(MemoryStore::new(), &steps, |s| s))?;
     }
 
     #[test]
@@ -140,7 +148,11 @@ proptest! {
         let dir = tempfile::tempdir().expect("tempdir");
         // A tiny threshold so that some values go to files.
         let opts = DiskOptions::default().large_value_threshold(512);
-        let store = DiskStore::open(dir.path(), opts).expect("open");
-        runtime().block_on(run(&store, &steps))?;
+        let store = DiskStore::open(dir.path(), opts.clone()).expect("open");
+        let reopen = |s: DiskStore| {
+            drop(s);
+            DiskStore::open(dir.path(), opts.clone()).expect("reopen")
+        };
+        runtime().block_on(run(store, &steps, reopen))?;
     }
 }

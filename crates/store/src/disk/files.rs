@@ -17,8 +17,9 @@ use super::Shared;
 use super::engine::Engine;
 use crate::StoreError;
 
-/// Size of the chunks moved from the stream to the file.
-const CHUNK: usize = 1 << 20;
+/// Size of the writes to a value file: the stream's small reads are
+/// gathered so that each blocking write moves this much.
+const CHUNK: usize = 4 << 20;
 
 pub(crate) fn dir(root: &Path) -> PathBuf {
     root.join("values")
@@ -77,25 +78,57 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Writes `prefix` then the rest of `body` to a new value file, fsyncs it
-/// and its directory, and returns its number and length. On failure the file
-/// is removed.
+/// A value file being written: removed when dropped unless handed over,
+/// so a failed or abandoned upload (the caller's future dropped mid-stream)
+/// leaves nothing behind.
+pub(crate) struct PendingFile {
+    root: PathBuf,
+    id: u64,
+    armed: bool,
+}
+
+impl PendingFile {
+    pub fn new(shared: &Shared) -> Self {
+        Self {
+            root: shared.dir.clone(),
+            id: shared.next_file.fetch_add(1, Ordering::Relaxed),
+            armed: true,
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The writer owns the file from now on (it names or removes it).
+    pub fn hand_over(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if self.armed {
+            // Best effort: an orphan left here is removed on the next open.
+            if let Err(e) = remove(&self.root, self.id) {
+                tracing::warn!(id = self.id, error = %e, "could not remove an unfinished value file");
+            }
+        }
+    }
+}
+
+/// Writes `prefix` then the rest of `body` to the pending file, fsyncs it
+/// and its directory, and returns its length.
 pub(crate) async fn write<R>(
     shared: &Shared,
+    file: &PendingFile,
     prefix: &[u8],
     body: &mut R,
-) -> Result<(u64, u64), StoreError>
+) -> Result<u64, StoreError>
 where
     R: AsyncRead + Unpin + Send,
 {
-    let id = shared.next_file.fetch_add(1, Ordering::Relaxed);
-    let result = write_file(shared, id, prefix, body).await;
-    if result.is_err() {
-        let root = shared.dir.clone();
-        // Best effort: an orphan left here is removed on the next open.
-        let _ = tokio::task::spawn_blocking(move || remove(&root, id)).await;
-    }
-    result.map(|len| (id, len))
+    write_file(shared, file.id, prefix, body).await
 }
 
 async fn write_file<R>(
@@ -114,20 +147,30 @@ where
         .open(&path)
         .await
         .map_err(|e| StoreError::io("creating a value file", e))?;
+    // tokio writes in the background from its own buffer of this size while
+    // the next chunk is gathered, so disk and stream overlap.
+    file.set_max_buf_size(CHUNK);
     let wr = |e| StoreError::io("writing a value file", e);
     file.write_all(prefix).await.map_err(wr)?;
     let mut len = prefix.len() as u64;
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = body
-            .read(&mut buf)
-            .await
-            .map_err(|e| StoreError::io("reading a value stream", e))?;
-        if n == 0 {
+        let mut filled = 0;
+        while filled < CHUNK {
+            let n = body
+                .read(&mut buf[filled..])
+                .await
+                .map_err(|e| StoreError::io("reading a value stream", e))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
             break;
         }
-        file.write_all(&buf[..n]).await.map_err(wr)?;
-        len += n as u64;
+        file.write_all(&buf[..filled]).await.map_err(wr)?;
+        len += filled as u64;
     }
     file.flush().await.map_err(wr)?;
     file.sync_all()

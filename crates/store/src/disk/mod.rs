@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fjall::PersistMode;
+use fjall::{PersistMode, Readable};
 use mydht_proto::Version;
 use mydht_ring::TokenRange;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -142,11 +142,14 @@ impl DiskStore {
         }
     }
 
+    /// Queues a write for the writer and waits for its outcome; a value
+    /// file is handed over to the writer once the write is queued.
     async fn submit(
         &self,
         ekey: Vec<u8>,
         version: Version,
         state: NewState,
+        file: Option<files::PendingFile>,
     ) -> Result<Outcome, StoreError> {
         let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
         let (reply, rx) = oneshot::channel();
@@ -158,6 +161,9 @@ impl DiskStore {
         })
         .await
         .map_err(|_| StoreError::Closed)?;
+        if let Some(file) = file {
+            file.hand_over();
+        }
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -182,8 +188,13 @@ impl DiskStore {
     where
         R: AsyncRead + Unpin + Send,
     {
-        let (id, len) = files::write(&self.shared, prefix, body).await?;
-        self.submit(engine_key(key), version, NewState::File { id, len })
+        let pending = files::PendingFile::new(&self.shared);
+        let len = files::write(&self.shared, &pending, prefix, body).await?;
+        let state = NewState::File {
+            id: pending.id(),
+            len,
+        };
+        self.submit(engine_key(key), version, state, Some(pending))
             .await
     }
 }
@@ -225,17 +236,25 @@ impl Drop for DiskStore {
 }
 
 fn read_lookup(engine: &Engine, root: &Path, ekey: &[u8]) -> Result<Lookup, StoreError> {
+    let mut missing = None;
     for _ in 0..FILE_RACE_RETRIES {
-        let Some(meta) = engine.read_meta(ekey)? else {
+        // Metadata and inline value from one snapshot: a write committed in
+        // between cannot pair one version's metadata with another's bytes.
+        let snap = engine.db.snapshot();
+        let Some(meta) = snap
+            .get(&engine.meta, ekey)
+            .map_err(|e| StoreError::engine("reading metadata", e))?
+            .map(|b| Meta::decode(&b))
+            .transpose()?
+        else {
             return Ok(Lookup::Absent);
         };
         let version = meta.stamp.version().clone();
         match meta.place {
             None => return Ok(Lookup::Tombstone(version)),
             Some(Place::Inline) => {
-                let bytes = engine
-                    .data
-                    .get(ekey)
+                let bytes = snap
+                    .get(&engine.data, ekey)
                     .map_err(|e| StoreError::engine("reading a value", e))?
                     .ok_or(StoreError::Corrupt {
                         what: "missing inline value",
@@ -256,11 +275,12 @@ fn read_lookup(engine: &Engine, root: &Path, ekey: &[u8]) -> Result<Lookup, Stor
                     }));
                 }
                 // Replaced and unlinked since the metadata was read: look again.
+                missing = Some(id);
             }
         }
     }
-    Err(StoreError::Corrupt {
-        what: "value file vanished repeatedly",
+    Err(StoreError::MissingValueFile {
+        id: missing.unwrap_or_default(),
     })
 }
 
@@ -285,7 +305,7 @@ impl Store for DiskStore {
                 .put_file(key, version, &value, &mut tokio::io::empty())
                 .await;
         }
-        self.submit(engine_key(key), version, NewState::Inline(value))
+        self.submit(engine_key(key), version, NewState::Inline(value), None)
             .await
     }
 
@@ -318,6 +338,7 @@ impl Store for DiskStore {
                     engine_key(key),
                     version,
                     NewState::Inline(Bytes::from(head)),
+                    None,
                 )
                 .await;
         }
@@ -326,7 +347,7 @@ impl Store for DiskStore {
 
     async fn delete(&self, key: &[u8], version: Version) -> Result<Outcome, StoreError> {
         check_key(key)?;
-        self.submit(engine_key(key), version, NewState::Tombstone)
+        self.submit(engine_key(key), version, NewState::Tombstone, None)
             .await
     }
 

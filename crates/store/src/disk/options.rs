@@ -19,6 +19,9 @@ pub enum SyncPolicy {
     /// synced on purpose (the OS writes back when it likes, on Linux within
     /// about 30 s). A process crash loses nothing; an OS crash or power cut
     /// loses whatever the OS had not yet written back, possibly much.
+    /// (Under `periodic` and `none` a write that replaces a large value still
+    /// syncs, so that the old value's file is removed only once nothing
+    /// durable names it.)
     None,
 }
 

@@ -27,6 +27,10 @@ use crate::{Outcome, Purge, Stamp, StoreError, StoreStats};
 /// The most requests committed as one group.
 const MAX_GROUP: usize = 1024;
 
+/// A group stops taking requests once its inline values reach this many
+/// bytes, which bounds the batch the engine copies.
+const MAX_GROUP_BYTES: usize = 16 << 20;
+
 /// What a write puts in place of the key's current entry.
 pub(crate) enum NewState {
     Inline(Bytes),
@@ -48,6 +52,18 @@ pub(crate) enum Op {
     },
     /// A reader found no engine: try to reopen now.
     Reopen,
+}
+
+impl Op {
+    fn inline_len(&self) -> usize {
+        match self {
+            Self::Write {
+                state: NewState::Inline(b),
+                ..
+            } => b.len(),
+            _ => 0,
+        }
+    }
 }
 
 enum Answer {
@@ -117,10 +133,14 @@ impl Writer {
 
     pub fn run(mut self) {
         while let Some(op) = self.rx.blocking_recv() {
+            let mut bytes = op.inline_len();
             let mut ops = vec![op];
-            while ops.len() < MAX_GROUP {
+            while ops.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
                 match self.rx.try_recv() {
-                    Ok(op) => ops.push(op),
+                    Ok(op) => {
+                        bytes += op.inline_len();
+                        ops.push(op);
+                    }
                     Err(_) => break,
                 }
             }
@@ -155,37 +175,45 @@ impl Writer {
         Ok(engine)
     }
 
+    /// Answers every op with `err` without applying it.
+    fn refuse(&mut self, ops: Vec<Op>, err: &StoreError) {
+        for op in ops {
+            match op {
+                Op::Write { reply, state, .. } => {
+                    if let NewState::File { id, .. } = state {
+                        self.suspects.push(id);
+                    }
+                    drop(reply.send(Err(copy_error(err))));
+                }
+                Op::Purge { reply, .. } => drop(reply.send(Err(copy_error(err)))),
+                Op::Reopen => {}
+            }
+        }
+    }
+
     fn group(&mut self, ops: Vec<Op>) {
         let engine = match self.engine() {
             Ok(e) => e,
             Err(err) => {
-                for op in ops {
-                    match op {
-                        Op::Write { reply, state, .. } => {
-                            if let NewState::File { id, .. } = state {
-                                self.suspects.push(id);
-                            }
-                            drop(reply.send(Err(copy_error(&err))));
-                        }
-                        Op::Purge { reply, .. } => drop(reply.send(Err(copy_error(&err)))),
-                        Op::Reopen => {}
-                    }
-                }
+                self.refuse(ops, &err);
                 return;
             }
         };
-        let mut g = Group {
-            engine: &engine,
-            stats: self.stats,
-            ..Group::default_for(&engine)
-        };
+        let mut g = Group::new(&engine, self.stats);
         let mut answers = Vec::with_capacity(ops.len());
         let mut failed = None;
-        for op in ops {
+        let mut ops = ops.into_iter();
+        for op in ops.by_ref() {
             if let Err(e) = g.apply(op, &mut answers) {
                 failed = Some(e);
                 break;
             }
+        }
+        if let Some(err) = &failed {
+            // The rest of the group is not attempted; it fails with the same
+            // cause (the engine is reopened below).
+            let rest: Vec<Op> = ops.collect();
+            self.refuse(rest, err);
         }
         let result = match failed {
             Some(e) => Err(e),
@@ -207,8 +235,12 @@ impl Writer {
                 for a in answers {
                     a.fail(&err);
                 }
+                // Whether the failed batch reached the journal is known only
+                // after the reopen: then whichever of these files no entry
+                // names is removed.
                 self.suspects.extend(g.new_files);
                 self.suspects.extend(g.unused);
+                self.suspects.extend(g.unlink);
                 self.engine = None;
                 self.shared.set_engine(None);
                 drop(engine);
@@ -238,10 +270,10 @@ struct Group<'a> {
 }
 
 impl<'a> Group<'a> {
-    fn default_for(engine: &'a Engine) -> Self {
+    fn new(engine: &'a Engine, stats: StoreStats) -> Self {
         Self {
             engine,
-            stats: StoreStats::default(),
+            stats,
             metas: HashMap::new(),
             datas: HashMap::new(),
             index: HashMap::new(),
@@ -282,12 +314,17 @@ impl<'a> Group<'a> {
                 state,
                 reply,
             } => {
-                let cur = self.current(&ekey);
-                let cur = match cur {
+                let cur = match self.current(&ekey) {
                     Ok(c) => c,
                     Err(e) => {
                         if let NewState::File { id, .. } = state {
                             self.unused.push(id);
+                        }
+                        // A record that does not decode fails its own write
+                        // only; an engine failure fails the group.
+                        if matches!(e, StoreError::Corrupt { .. }) {
+                            drop(reply.send(Err(e)));
+                            return Ok(());
                         }
                         answers.push(Answer::Write(reply, Outcome::Superseded));
                         return Err(e);
@@ -334,10 +371,13 @@ impl<'a> Group<'a> {
                 };
                 match meta.stamp {
                     Stamp::Value(_) => {
-                        self.stats.live_keys += 1;
-                        self.stats.value_bytes += meta.len;
+                        // Counters come from disk: never let a bad one panic.
+                        self.stats.live_keys = self.stats.live_keys.saturating_add(1);
+                        self.stats.value_bytes = self.stats.value_bytes.saturating_add(meta.len);
                     }
-                    Stamp::Tombstone(_) => self.stats.tombstones += 1,
+                    Stamp::Tombstone(_) => {
+                        self.stats.tombstones = self.stats.tombstones.saturating_add(1);
+                    }
                 }
                 self.metas.insert(ekey, Some(meta));
                 answers.push(Answer::Write(reply, Outcome::Applied));
@@ -350,6 +390,10 @@ impl<'a> Group<'a> {
             } => {
                 let cur = match self.current(&ekey) {
                     Ok(c) => c,
+                    Err(e) if matches!(e, StoreError::Corrupt { .. }) => {
+                        drop(reply.send(Err(e)));
+                        return Ok(());
+                    }
                     Err(e) => {
                         answers.push(Answer::Purge(reply, Purge::Changed));
                         return Err(e);
