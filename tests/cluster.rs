@@ -256,13 +256,21 @@ async fn sequential_puts_through_two_nodes_keep_their_order() {
             panic!("put failed")
         };
         let Response::Stored { version: later } = second
-            .call(put(&key, "second", id(2 * round + 1), Some(version.clone())))
+            .call(put(
+                &key,
+                "second",
+                id(2 * round + 1),
+                Some(version.clone()),
+            ))
             .await
             .expect("put")
         else {
             panic!("put failed")
         };
-        assert!(later > version, "round {round}: {later:?} is not after {version:?}");
+        assert!(
+            later > version,
+            "round {round}: {later:?} is not after {version:?}"
+        );
         assert_eq!(&value_of(first, &key).await[..], b"second", "round {round}");
         seen = Some(later);
     }

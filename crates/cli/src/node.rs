@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use mydht_node::store::{DiskOptions, DiskStore, MemoryStore, SyncPolicy};
 use mydht_node::{NodeConfig, NodeHandle};
-use mydht_store::{DiskOptions, DiskStore, MemoryStore, SyncPolicy};
 use tracing_subscriber::EnvFilter;
 
 use crate::args::NodeArgs;

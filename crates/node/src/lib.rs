@@ -34,3 +34,9 @@ mod shared;
 pub use config::NodeConfig;
 pub use error::NodeError;
 pub use node::{NodeHandle, start};
+
+/// The storage engines a node runs on, re-exported so that programs that
+/// start nodes pick an engine without depending on the store crate.
+pub mod store {
+    pub use mydht_store::{DiskOptions, DiskStore, MemoryStore, Store, StoreError, SyncPolicy};
+}
