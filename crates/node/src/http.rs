@@ -52,17 +52,19 @@ async fn status<S: Store>(State(sh): State<Arc<Shared<S>>>) -> Html<String> {
     let q = ring.quorum();
     let stats = sh.store.stats();
     let me = escape(sh.members.me().as_str());
+    let count = ring
+        .members()
+        .iter()
+        .filter(|m| m.state() != mydht_ring::MemberState::Removed)
+        .count();
+    let noun = if count == 1 { "node" } else { "nodes" };
     let mut page = String::new();
     let _ = write!(
         page,
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>mydht {me}</title></head><body>\
          <h1>mydht node {me}</h1>\
-         <p>The ring consists of {} nodes (epoch {}). N={} (configured {}), W={}, R={}.</p>\
+         <p>The ring consists of {count} {noun} (epoch {}). N={} (configured {}), W={}, R={}.</p>\
          <p>Keys: {} ({} tombstones). Size: {} bytes.</p><h2>Members</h2><ul>",
-        ring.members()
-            .iter()
-            .filter(|m| m.state() != mydht_ring::MemberState::Removed)
-            .count(),
         ring.epoch(),
         q.n(),
         ring.params().replicas(),

@@ -1,0 +1,173 @@
+//! Runs the real `mydht` binary: nodes as child processes (killed when
+//! dropped) on 127.0.0.1 with ports the system picks, and one-shot client
+//! commands.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mydht");
+const START_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A node process; killed (SIGKILL) when dropped.
+pub struct NodeProc {
+    pub child: Child,
+    /// The advertised name, `127.0.0.1:PORT`.
+    pub name: String,
+    pub port: u16,
+}
+
+impl NodeProc {
+    /// Starts `mydht node -h 127.0.0.1 -p PORT --data-dir DIR EXTRA...` and
+    /// waits for its "listening" line.
+    pub fn start(port: u16, data_dir: &Path, extra: &[&str]) -> Self {
+        let port_arg = port.to_string();
+        let mut args = vec![
+            "node",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port_arg,
+            "--data-dir",
+            data_dir.to_str().expect("utf-8 path"),
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn(&args).unwrap_or_else(|e| panic!("node did not start: {e}"))
+    }
+
+    /// Spawns `mydht ARGS` as a node; `Err` with its stderr if it exits or
+    /// stays silent past the deadline.
+    pub fn spawn(args: &[&str]) -> Result<Self, String> {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        match rx.recv_timeout(START_DEADLINE) {
+            Ok(line) if line.starts_with("mydht node ") => {
+                let name = line
+                    .split_whitespace()
+                    .nth(2)
+                    .ok_or("no name in the line")?
+                    .to_string();
+                let port = name
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .ok_or("no port in the name")?;
+                Ok(Self { child, name, port })
+            }
+            _ => {
+                let _ = child.kill();
+                let out = child.wait_with_output().map_err(|e| e.to_string())?;
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        }
+    }
+
+    pub fn port_arg(&self) -> String {
+        self.port.to_string()
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGINT, then the exit status within a deadline.
+    pub fn interrupt(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "node did not stop on SIGINT");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `mydht ARGS` to completion.
+pub fn mydht(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("mydht runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `mydht client -h 127.0.0.1 -p PORT ARGS...`
+pub fn client(port: &str, args: &[&str]) -> Output {
+    let mut all = vec!["client", "-h", "127.0.0.1", "-p", port];
+    all.extend_from_slice(args);
+    mydht(&all)
+}
+
+/// The body of `GET /` from a node, over a plain socket.
+pub fn status_page(name: &str) -> String {
+    let mut s = TcpStream::connect(name).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut page = String::new();
+    s.read_to_string(&mut page).expect("response");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    page
+}
+
+/// Polls `check` until it holds or the deadline passes.
+pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+pub fn path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}

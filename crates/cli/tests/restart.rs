@@ -1,0 +1,58 @@
+//! Crash semantics with real processes: a node killed with SIGKILL and
+//! restarted on its data directory serves what it acknowledged and rejoins
+//! its ring without `-s`; SIGINT stops a node cleanly.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn a_killed_node_restarts_with_its_data_and_its_ring() {
+    let dir = temp_dir();
+    let a = NodeProc::start(0, &dir.path().join("a"), &["-r", "2"]);
+    let mut b = NodeProc::start(0, &dir.path().join("b"), &["-s", &a.name]);
+    wait_until("a to list 2 members", || {
+        status_page(&a.name).contains("The ring consists of 2 nodes")
+    });
+    // N = 2, W = 2: every acknowledged put is on b's disk too.
+    let keys: Vec<String> = (0..20).map(|i| format!("durable-{i}")).collect();
+    for k in &keys {
+        let o = client(
+            &a.port_arg(),
+            &["-c", "put", "-k", k, "-val", &format!("value of {k}")],
+        );
+        assert_eq!(stdout(&o), format!("PUT OK {k}\n"), "{}", stderr(&o));
+    }
+    let port = b.port_arg();
+    b.kill();
+
+    // Same port and data directory, no -s.
+    let b = NodeProc::start(port.parse().expect("port"), &dir.path().join("b"), &[]);
+    let page = status_page(&b.name);
+    assert!(
+        page.contains("The ring consists of 2 nodes"),
+        "rejoined: {page}"
+    );
+    for k in &keys {
+        // haskey is b's own copy: acknowledged, so there.
+        let o = client(&port, &["-c", "haskey", "-k", k]);
+        assert_ne!(stdout(&o), "0.0\n", "{k} lost on b");
+        let o = client(&port, &["-c", "get", "-k", k]);
+        assert_eq!(stdout(&o), format!("value of {k}"));
+    }
+    // And the ring works both ways again.
+    let o = client(&port, &["-c", "put", "-k", "after", "-val", "x"]);
+    assert_eq!(stdout(&o), "PUT OK after\n", "{}", stderr(&o));
+    let o = client(&a.port_arg(), &["-c", "get", "-k", "after"]);
+    assert_eq!(stdout(&o), "x");
+}
+
+#[test]
+fn sigint_stops_a_node_cleanly() {
+    let dir = temp_dir();
+    let mut a = NodeProc::start(0, &dir.path().join("a"), &[]);
+    let o = client(&a.port_arg(), &["-c", "put", "-k", "k", "-val", "v"]);
+    assert!(o.status.success());
+    let status = a.interrupt();
+    assert!(status.success(), "{status:?}");
+}
