@@ -45,6 +45,27 @@ fn a_killed_node_restarts_with_its_data_and_its_ring() {
     assert_eq!(stdout(&o), "PUT OK after\n", "{}", stderr(&o));
     let o = client(&a.port_arg(), &["-c", "get", "-k", "after"]);
     assert_eq!(stdout(&o), "x");
+
+    // Restarting on the data directory *with* -s is harmless too.
+    let epoch = |page: &str| {
+        page.split("(epoch ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .map(String::from)
+    };
+    let before = epoch(&status_page(&a.name));
+    let mut b = b;
+    b.kill();
+    let b = NodeProc::start(
+        port.parse().expect("port"),
+        &dir.path().join("b"),
+        &["-s", &a.name],
+    );
+    let page = status_page(&b.name);
+    assert!(page.contains("The ring consists of 2 nodes"), "{page}");
+    assert_eq!(epoch(&status_page(&a.name)), before, "no membership change");
+    let o = client(&port, &["-c", "get", "-k", "durable-3"]);
+    assert_eq!(stdout(&o), "value of durable-3");
 }
 
 #[test]
