@@ -336,3 +336,94 @@ async fn bad_input_gets_typed_errors() {
     c.put("after", "ok").await.expect("still serving");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_repairs_a_stale_replica_with_the_same_version() {
+    let cluster = Cluster::start(3, 3).await;
+    let a = raw(&cluster.names[0]).await;
+    let Response::Stored { version: old } = a
+        .call(put("r", "old", WriteId { client: 3, seq: 1 }, None))
+        .await
+        .expect("put")
+    else {
+        panic!("put failed")
+    };
+    // A newer version reaches two replicas only (as if the third missed it).
+    let newer = mydht_proto::Version {
+        timestamp: mydht_proto::Timestamp::from_parts(old.timestamp.millis() + 1, 0),
+        node: cluster.names[0].clone(),
+    };
+    for node in &cluster.names[..2] {
+        let reply = raw(node)
+            .await
+            .call(Request::ReplicaStore {
+                key: Bytes::from_static(b"r"),
+                version: newer.clone(),
+                value: Some(Payload::Inline(Bytes::from_static(b"new"))),
+            })
+            .await
+            .expect("replica store");
+        assert_eq!(reply, Response::ReplicaStored { applied: true });
+    }
+    let stale = cluster.client(2);
+    assert_eq!(
+        stale.haskey("r").await.expect("haskey"),
+        Some(old.timestamp)
+    );
+    // A read through the stale replica returns the newest version...
+    let got = stale.get("r").await.expect("get").expect("found");
+    assert_eq!((&got.bytes[..], &got.version), (&b"new"[..], &newer));
+    // ...and repairs it in the background with that version, unchanged.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stale.haskey("r").await.expect("haskey") != Some(newer.timestamp) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stale replica never repaired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_moves_to_another_node_but_haskey_does_not() {
+    let cluster = Cluster::start(2, 2).await;
+    // A node address nothing listens on, listed first.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").to_string()
+    };
+    let opts = mydht_client::ClientOptions {
+        learn_members: false,
+        ..mydht_client::ClientOptions::default()
+    };
+    let client = mydht_client::Client::with_options(
+        [dead.clone(), cluster.names[1].to_string()],
+        opts.clone(),
+    )
+    .expect("client");
+    client
+        .put("f", "v")
+        .await
+        .expect("put moves on to the live node");
+    let got = client.get("f").await.expect("get").expect("found");
+    assert_eq!(&got.bytes[..], b"v");
+    // haskey asks one node about its own copy: never another.
+    let err = client
+        .haskey("f")
+        .await
+        .expect_err("the first node is dead");
+    match err {
+        ClientError::Unreachable { nodes, .. } => assert_eq!(nodes, vec![dead.clone()]),
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    // With every node dead, three attempts and ERR_UNREACHABLE naming them.
+    let lonely = mydht_client::Client::with_options([dead.clone()], opts).expect("client");
+    let err = lonely.put("f", "v").await.expect_err("nobody to talk to");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("ERR_UNREACHABLE: {dead}")),
+        "{err}"
+    );
+    cluster.shutdown().await;
+}
