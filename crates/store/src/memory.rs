@@ -193,4 +193,19 @@ impl Store for MemoryStore {
             _ => Ok(Purge::Changed),
         }
     }
+
+    async fn drop_entry(&self, key: &[u8], stamp: &Stamp) -> Result<Purge, StoreError> {
+        check_key(key)?;
+        let mut inner = self.lock();
+        let ekey = engine_key(key);
+        match inner.entries.get(&ekey) {
+            Some((held, _)) if held == stamp => {
+                if let Some(old) = inner.entries.remove(&ekey) {
+                    inner.account(&old, false);
+                }
+                Ok(Purge::Removed)
+            }
+            _ => Ok(Purge::Changed),
+        }
+    }
 }

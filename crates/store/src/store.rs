@@ -88,4 +88,14 @@ pub trait Store: Send + Sync + 'static {
         key: &[u8],
         req: PurgeRequest,
     ) -> impl Future<Output = Result<Purge, StoreError>> + Send;
+
+    /// Removes the key (value or tombstone) if it still holds exactly
+    /// `stamp`: for a node that no longer owns the key, once the caller has
+    /// seen its owners hold the same or a newer version. Answers
+    /// [`Purge::Changed`] when a newer write came in the meantime.
+    fn drop_entry(
+        &self,
+        key: &[u8],
+        stamp: &Stamp,
+    ) -> impl Future<Output = Result<Purge, StoreError>> + Send;
 }

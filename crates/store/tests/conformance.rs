@@ -21,6 +21,7 @@ async fn test_suite<S: Store>(store: Arc<S>) {
     bad_keys(&*store).await;
     listing(&*store).await;
     purging(&*store).await;
+    dropping(&*store).await;
     racing_puts(store.clone()).await;
 }
 
@@ -313,6 +314,48 @@ async fn purging<S: Store>(s: &S) {
     let mut live = req(true, 1_000_000);
     live.version = ver(2_000, "a:1");
     assert_eq!(s.purge_tombstone(k, live).await.expect("p"), Purge::Changed);
+}
+
+/// A key a node no longer owns goes only while it holds exactly the stamp
+/// the caller checked: a newer write in between keeps it.
+async fn dropping<S: Store>(s: &S) {
+    let k = b"not-mine";
+    let before = s.stats();
+    let put = |ms| s.put(k, ver(ms, "a:1"), Bytes::from_static(b"value"));
+    assert!(put(100).await.expect("put").applied());
+    assert_eq!(
+        s.drop_entry(k, &Stamp::Value(ver(99, "a:1")))
+            .await
+            .expect("drop"),
+        Purge::Changed
+    );
+    assert_eq!(
+        s.drop_entry(k, &Stamp::Tombstone(ver(100, "a:1")))
+            .await
+            .expect("drop"),
+        Purge::Changed
+    );
+    assert_eq!(
+        got(s, k).await,
+        Got::Value(ver(100, "a:1"), Bytes::from_static(b"value"))
+    );
+    assert_eq!(
+        s.drop_entry(k, &Stamp::Value(ver(100, "a:1")))
+            .await
+            .expect("drop"),
+        Purge::Removed
+    );
+    assert_eq!(got(s, k).await, Got::Absent);
+    assert_eq!(s.stats(), before, "counters back to where they were");
+    assert!(s.delete(k, ver(200, "a:1")).await.expect("del").applied());
+    assert_eq!(
+        s.drop_entry(k, &Stamp::Tombstone(ver(200, "a:1")))
+            .await
+            .expect("drop"),
+        Purge::Removed
+    );
+    assert_eq!(got(s, k).await, Got::Absent);
+    assert_eq!(s.stats(), before);
 }
 
 /// Two writers race on the same keys with different versions, in both

@@ -416,7 +416,21 @@ impl Store for DiskStore {
         let (reply, rx) = oneshot::channel();
         tx.send(Op::Purge {
             ekey: engine_key(key),
-            version: req.version,
+            stamp: Stamp::Tombstone(req.version),
+            reply,
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn drop_entry(&self, key: &[u8], stamp: &Stamp) -> Result<Purge, StoreError> {
+        check_key(key)?;
+        let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(Op::Purge {
+            ekey: engine_key(key),
+            stamp: stamp.clone(),
             reply,
         })
         .await

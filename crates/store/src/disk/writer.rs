@@ -45,9 +45,11 @@ pub(crate) enum Op {
         state: NewState,
         reply: oneshot::Sender<Result<Outcome, StoreError>>,
     },
+    /// Removes the entry if it holds exactly `stamp` (a collected
+    /// tombstone, or a key this node no longer owns).
     Purge {
         ekey: Vec<u8>,
-        version: Version,
+        stamp: Stamp,
         reply: oneshot::Sender<Result<Purge, StoreError>>,
     },
     /// A reader found no engine: try to reopen now.
@@ -383,11 +385,7 @@ impl<'a> Group<'a> {
                 answers.push(Answer::Write(reply, Outcome::Applied));
                 Ok(())
             }
-            Op::Purge {
-                ekey,
-                version,
-                reply,
-            } => {
+            Op::Purge { ekey, stamp, reply } => {
                 let cur = match self.current(&ekey) {
                     Ok(c) => c,
                     Err(e) if matches!(e, StoreError::Corrupt { .. }) => {
@@ -400,7 +398,7 @@ impl<'a> Group<'a> {
                     }
                 };
                 match cur {
-                    Some(m) if m.stamp == Stamp::Tombstone(version) => {
+                    Some(m) if m.stamp == stamp => {
                         self.forget(&m);
                         self.metas.insert(ekey, None);
                         answers.push(Answer::Purge(reply, Purge::Removed));
