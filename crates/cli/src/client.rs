@@ -20,6 +20,9 @@ enum Op {
     Del { key: String },
     HasKey { key: String },
     Whereis { key: String },
+    Purge,
+    Balance,
+    Remove { node: mydht_client::NodeId },
 }
 
 enum Source {
@@ -80,6 +83,17 @@ pub async fn run(command: Command) -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Op::Purge => admin("PURGE", client.purge().await),
+        Op::Balance => admin("BALANCE", client.balance().await),
+        Op::Remove { node } => admin("REMOVE", client.remove(&node).await),
+    }
+}
+
+/// The seed's answer to an admin command.
+fn admin(what: &str, outcome: Result<(), ClientError>) -> ExitCode {
+    match outcome {
+        Ok(()) => say(&format!("{what} ok")),
+        Err(e) => fail(&e),
     }
 }
 
@@ -114,9 +128,18 @@ fn parse(command: Command) -> Result<(Op, Target), ExitCode> {
                 "whereis" => Op::Whereis {
                     key: key("whereis")?,
                 },
-                "purge" | "remove" | "balance" | "leave" | "join" | "addnode" => {
+                "purge" => Op::Purge,
+                "balance" => Op::Balance,
+                "remove" => {
+                    let name = key("remove")?;
+                    match mydht_client::NodeId::new(name) {
+                        Ok(node) => Op::Remove { node },
+                        Err(e) => return Err(usage(&format!("remove -k host:port: {e}"))),
+                    }
+                }
+                "leave" | "join" | "addnode" => {
                     return Err(usage(&format!(
-                        "{} is not supported by this release",
+                        "{} is internal: nodes send it to each other",
                         c.command
                     )));
                 }

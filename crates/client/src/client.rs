@@ -31,13 +31,13 @@ pub struct Value {
 /// A handle on a cluster. Cheap to clone; clones share connections.
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    opts: ClientOptions,
+pub(crate) struct Inner {
+    pub(crate) opts: ClientOptions,
     /// Known nodes, the ones given first.
-    nodes: Mutex<Vec<String>>,
+    pub(crate) nodes: Mutex<Vec<String>>,
     conns: Mutex<HashMap<String, Connection>>,
     id: u64,
     seq: AtomicU64,
@@ -291,7 +291,7 @@ impl Client {
         version
     }
 
-    fn unexpected(&self, response: Response) -> ClientError {
+    pub(crate) fn unexpected(&self, response: Response) -> ClientError {
         match response {
             Response::Error(e) => ClientError::Remote(e),
             other => ClientError::Unexpected {
@@ -314,7 +314,7 @@ impl Client {
     /// Runs `call` on the first known node, moving to the next on transport
     /// failures, for at most `attempts` attempts. With `pinned`, every
     /// attempt goes to the first node.
-    async fn failover<T, F, Fut>(&self, pinned: bool, call: F) -> Result<T, ClientError>
+    pub(crate) async fn failover<T, F, Fut>(&self, pinned: bool, call: F) -> Result<T, ClientError>
     where
         F: Fn(Connection) -> Fut,
         Fut: Future<Output = Result<T, Attempt>>,

@@ -29,6 +29,7 @@
 //! storage engine and no web framework. Values are held in memory here, up to
 //! [`MAX_IN_MEMORY_VALUE`](mydht_proto::MAX_IN_MEMORY_VALUE).
 
+mod admin;
 mod client;
 mod error;
 mod options;

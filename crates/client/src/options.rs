@@ -19,6 +19,9 @@ pub struct ClientOptions {
     /// Whether to ask the first node reached for the member list, so that
     /// later calls can fall back on other nodes.
     pub learn_members: bool,
+    /// How long to wait for an admin call (purge, balance, remove), which
+    /// answers only once the cluster has moved the data it concerns.
+    pub admin_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -29,6 +32,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(30),
             limits: Limits::default(),
             learn_members: true,
+            admin_timeout: Duration::from_secs(600),
         }
     }
 }

@@ -36,8 +36,15 @@ pub struct NodeConfig {
     pub handshake_timeout: Duration,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
-    /// How long a member that refused a connection is skipped.
+    /// How often a member marked down is tried again; it is skipped until
+    /// it answers.
     pub down_backoff: Duration,
+    /// A member whose calls keep failing (timeouts, broken connections) for
+    /// this long is marked down; a refused connection marks it at once.
+    pub down_after: Duration,
+    /// An admin request (remove, balance, purge) forwarded to every member
+    /// waits this long for each one to finish its data movement.
+    pub admin_timeout: Duration,
 }
 
 impl NodeConfig {
@@ -57,6 +64,8 @@ impl NodeConfig {
             handshake_timeout: Duration::from_secs(10),
             max_connections: 4096,
             down_backoff: Duration::from_secs(1),
+            down_after: Duration::from_secs(3),
+            admin_timeout: Duration::from_secs(600),
         }
     }
 }

@@ -35,4 +35,18 @@ pub enum NodeError {
         /// What went wrong.
         reason: String,
     },
+    /// This node was removed from the ring while it was away; its data dir
+    /// holds data the cluster has since re-replicated and must not come
+    /// back.
+    #[error(
+        "{node} was removed from the ring (as {by} reports, epoch {epoch}); wipe its data directory to join again"
+    )]
+    Removed {
+        /// This node.
+        node: String,
+        /// The member that reported the removal.
+        by: String,
+        /// That member's ring epoch.
+        epoch: u64,
+    },
 }

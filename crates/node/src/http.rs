@@ -82,6 +82,8 @@ async fn status<S: Store>(State(sh): State<Arc<Shared<S>>>) -> Html<String> {
             "<li><a href=\"http://{name}/\">{name}</a> {status}</li>"
         );
     }
-    page.push_str("</ul></body></html>");
+    page.push_str("</ul>");
+    page.push_str(&sh.movement.status_html());
+    page.push_str("</body></html>");
     Html(page)
 }

@@ -25,6 +25,7 @@ mod error;
 mod handlers;
 mod http;
 mod membership;
+mod movement;
 mod node;
 mod peers;
 mod server;

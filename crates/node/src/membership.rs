@@ -144,6 +144,30 @@ impl Membership {
         Ok((next, true))
     }
 
+    /// Sets `node`'s state (it must be a member) at an epoch of at least
+    /// `min_epoch`. Returns the ring before and after, and whether it
+    /// changed.
+    pub async fn set_state(
+        &self,
+        node: &NodeId,
+        state: MemberState,
+        min_epoch: u64,
+    ) -> Result<(Arc<Ring>, Arc<Ring>, bool), String> {
+        let _guard = self.change.lock().await;
+        let ring = self.ring();
+        match ring.member(node) {
+            None => return Err(format!("{node} is not a member of the ring")),
+            Some(m) if m.state() == state => return Ok((ring.clone(), ring, false)),
+            Some(_) => {}
+        }
+        let members = with_state(&ring, node, state);
+        let epoch = (ring.epoch() + 1).max(min_epoch);
+        let next = Arc::new(build(ring.params(), epoch, members)?);
+        self.persist(&next).await?;
+        self.swap(next.clone());
+        Ok((ring, next, true))
+    }
+
     /// Takes a view learned from the ring (the answer to a join), keeping
     /// this node in it.
     pub async fn adopt(&self, view: Members) -> Result<Arc<Ring>, String> {
@@ -183,6 +207,81 @@ impl Membership {
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("saving membership: {e}"))
     }
+}
+
+/// On a restart from a saved view: asks the other members for theirs,
+/// refuses to start if this node was removed while it was away (its data is
+/// stale and the cluster has re-replicated it), and takes a newer view if
+/// one answers with it. When no member answers (the whole cluster is
+/// restarting), the saved view stands.
+pub(crate) async fn rejoin<S: mydht_store::Store>(
+    sh: &crate::shared::Shared<S>,
+) -> Result<(), NodeError> {
+    let me = sh.members.me().clone();
+    let removed = |by: &NodeId, epoch: u64| NodeError::Removed {
+        node: me.to_string(),
+        by: by.to_string(),
+        epoch,
+    };
+    let ring = sh.members.ring();
+    if ring
+        .member(&me)
+        .is_some_and(|m| m.state() == MemberState::Removed)
+    {
+        return Err(removed(&me, ring.epoch()));
+    }
+    let others: Vec<NodeId> = ring
+        .members()
+        .iter()
+        .filter(|m| m.state() != MemberState::Removed && m.id() != &me)
+        .map(|m| m.id().clone())
+        .collect();
+    for node in others {
+        let Ok(mydht_proto::Response::Members(view)) =
+            sh.peers.call(&node, mydht_proto::Request::Members).await
+        else {
+            continue;
+        };
+        match view.members.iter().find(|m| m.id() == &me) {
+            Some(m) if m.state() == MemberState::Removed => {
+                return Err(removed(&node, view.epoch));
+            }
+            Some(_) if view.epoch > ring.epoch() => {
+                let epoch = view.epoch;
+                sh.members
+                    .adopt(view)
+                    .await
+                    .map_err(|reason| NodeError::Join {
+                        seed: node.to_string(),
+                        reason,
+                    })?;
+                tracing::info!(%node, epoch, "took a newer view on restart");
+            }
+            _ => {}
+        }
+        return Ok(());
+    }
+    Ok(())
+}
+
+/// The members of `ring` with `node`'s state replaced.
+pub(crate) fn with_state(ring: &Ring, node: &NodeId, state: MemberState) -> Vec<Member> {
+    ring.members()
+        .iter()
+        .map(|m| {
+            if m.id() == node {
+                Member::new(node.clone(), state)
+            } else {
+                m.clone()
+            }
+        })
+        .collect()
+}
+
+/// `ring` as it would be with `node` in `state`, at the same epoch: the
+/// view before a change, for planning what the change moves.
+pub(crate) fn ring_with(ring: &Ring, node: &NodeId, state: MemberState) -> Result<Ring, String> {
+    build(ring.params(), ring.epoch(), with_state(ring, node, state))
 }
 
 /// Replaces `path` with `data` so that a crash leaves the old or the new

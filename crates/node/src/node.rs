@@ -89,17 +89,22 @@ pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, No
         cfg.connect_timeout,
         cfg.request_timeout,
         cfg.down_backoff,
+        cfg.down_after,
     );
     let sh = Arc::new(Shared {
         clock: HybridClock::default(),
         members,
         peers,
         dedup: Dedup::default(),
+        movement: crate::movement::Movement::default(),
         tasks: TaskTracker::new(),
         stop: CancellationToken::new(),
         store,
         cfg,
     });
+    if restored {
+        crate::membership::rejoin(&sh).await?;
+    }
     match sh.cfg.seed.clone() {
         Some(seed) if seed != name.as_str() => join(&sh, &seed).await?,
         _ if !restored => sh
@@ -122,6 +127,9 @@ pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, No
         "node started"
     );
     sh.tasks.spawn(accept_loop(sh.clone(), listener));
+    let watcher = sh.clone();
+    sh.tasks
+        .spawn(async move { crate::peers::watch_down(&watcher.peers, &watcher.stop).await });
     Ok(NodeHandle {
         name,
         addr,

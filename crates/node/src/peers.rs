@@ -1,10 +1,11 @@
 //! Connections from this node to the other members, for replica calls.
 //!
 //! One multiplexed connection per member, opened on first use and replaced
-//! when it fails. A member that refuses a connection is treated as down for
-//! a short backoff, so that coordinators skip it instead of paying a failed
-//! connect on every request; that is this node's own liveness view and never
-//! changes the ring. Every call has a deadline.
+//! when it fails. A member that refuses a connection, or whose calls keep
+//! failing for `down_after`, is marked down: coordinators skip it instead of
+//! paying a failed call on every request, and it stays down until
+//! [`watch_down`] reaches it again. That is this node's own liveness view and
+//! never changes the ring or its epoch. Every call has a deadline.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -15,6 +16,16 @@ use mydht_proto::{Hello, Limits, Peer, Request, Response};
 use mydht_ring::NodeId;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+/// How a member has been failing, in this node's view.
+struct Failing {
+    /// The first failure of the current run of failures.
+    since: Instant,
+    /// The latest failure; a run ends when none came for `down_after`.
+    last: Instant,
+    down: bool,
+}
 
 pub(crate) struct Peers {
     me: NodeId,
@@ -22,8 +33,9 @@ pub(crate) struct Peers {
     connect_timeout: Duration,
     request_timeout: Duration,
     down_backoff: Duration,
+    down_after: Duration,
     conns: Mutex<HashMap<NodeId, Connection>>,
-    down_until: Mutex<HashMap<NodeId, Instant>>,
+    failing: Mutex<HashMap<NodeId, Failing>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -38,6 +50,7 @@ impl Peers {
         connect_timeout: Duration,
         request_timeout: Duration,
         down_backoff: Duration,
+        down_after: Duration,
     ) -> Self {
         Self {
             me,
@@ -45,8 +58,9 @@ impl Peers {
             connect_timeout,
             request_timeout,
             down_backoff,
+            down_after,
             conns: Mutex::new(HashMap::new()),
-            down_until: Mutex::new(HashMap::new()),
+            failing: Mutex::new(HashMap::new()),
         }
     }
 
@@ -56,22 +70,49 @@ impl Peers {
 
     /// Whether this node currently considers `node` down.
     pub fn is_down(&self, node: &NodeId) -> bool {
-        if node == &self.me {
-            return false;
+        node != &self.me && lock(&self.failing).get(node).is_some_and(|f| f.down)
+    }
+
+    /// The members this node considers down.
+    pub fn down_nodes(&self) -> Vec<NodeId> {
+        lock(&self.failing)
+            .iter()
+            .filter(|(_, f)| f.down)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Notes a failure. A refused connection is conclusive and marks the
+    /// member down at once; other failures (timeouts, broken connections)
+    /// do once they have gone on for `down_after`.
+    fn record_failure(&self, node: &NodeId, conclusive: bool) {
+        let now = Instant::now();
+        let mut failing = lock(&self.failing);
+        let f = failing.entry(node.clone()).or_insert(Failing {
+            since: now,
+            last: now,
+            down: false,
+        });
+        if now.duration_since(f.last) > self.down_after {
+            f.since = now;
         }
-        let mut down = lock(&self.down_until);
-        match down.get(node) {
-            Some(until) if *until > Instant::now() => true,
-            Some(_) => {
-                down.remove(node);
-                false
-            }
-            None => false,
+        f.last = now;
+        if !f.down && (conclusive || now.duration_since(f.since) >= self.down_after) {
+            f.down = true;
+            tracing::warn!(%node, "member marked down");
+        }
+    }
+
+    fn record_success(&self, node: &NodeId) {
+        if let Some(f) = lock(&self.failing).remove(node)
+            && f.down
+        {
+            tracing::info!(%node, "member answers again");
         }
     }
 
     fn mark_down(&self, node: &NodeId) {
-        lock(&self.down_until).insert(node.clone(), Instant::now() + self.down_backoff);
+        self.record_failure(node, true);
         lock(&self.conns).remove(node);
     }
 
@@ -101,7 +142,7 @@ impl Peers {
         match opened {
             Ok(conn) => {
                 lock(&self.conns).insert(node.clone(), conn.clone());
-                lock(&self.down_until).remove(node);
+                self.record_success(node);
                 Ok(conn)
             }
             Err(e) => {
@@ -121,14 +162,28 @@ impl Peers {
 
     /// A call with one response, within the request deadline.
     pub async fn call(&self, node: &NodeId, request: Request) -> Result<Response, String> {
+        self.call_within(node, request, self.request_timeout).await
+    }
+
+    /// A call with one response, within `deadline` (admin calls that wait
+    /// for data movement on the other side take longer than replica calls).
+    pub async fn call_within(
+        &self,
+        node: &NodeId,
+        request: Request,
+        deadline: Duration,
+    ) -> Result<Response, String> {
         let conn = self.connection(node).await?;
-        match timeout(self.request_timeout, conn.call(request)).await {
-            Ok(Ok(r)) => Ok(r),
+        match timeout(deadline, conn.call(request)).await {
+            Ok(Ok(r)) => {
+                self.record_success(node);
+                Ok(r)
+            }
             Ok(Err(e)) => Err(self.failed(node, &e)),
-            Err(_) => Err(format!(
-                "{node}: no answer within {:?}",
-                self.request_timeout
-            )),
+            Err(_) => {
+                self.record_failure(node, false);
+                Err(format!("{node}: no answer within {deadline:?}"))
+            }
         }
     }
 
@@ -137,7 +192,31 @@ impl Peers {
     pub fn failed(&self, node: &NodeId, e: &ConnError) -> String {
         if matches!(e, ConnError::Closed | ConnError::Io(_)) {
             lock(&self.conns).remove(node);
+            self.record_failure(node, false);
         }
         format!("{node}: {e}")
+    }
+
+    /// How often members marked down are tried again.
+    pub fn retry_interval(&self) -> Duration {
+        self.down_backoff
+    }
+}
+
+/// Tries every member marked down each `retry_interval`, so that one that
+/// answers again is no longer skipped, until `stop`.
+pub(crate) async fn watch_down(peers: &Peers, stop: &CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(peers.retry_interval()) => {}
+        }
+        for node in peers.down_nodes() {
+            if stop.is_cancelled() {
+                return;
+            }
+            // A success clears the mark; a failure keeps it.
+            let _ = peers.connection(&node).await;
+        }
     }
 }

@@ -8,6 +8,7 @@ use tokio_util::task::TaskTracker;
 use crate::NodeConfig;
 use crate::dedup::Dedup;
 use crate::membership::Membership;
+use crate::movement::Movement;
 use crate::peers::Peers;
 
 pub(crate) struct Shared<S> {
@@ -17,6 +18,8 @@ pub(crate) struct Shared<S> {
     pub members: Membership,
     pub peers: Peers,
     pub dedup: Dedup,
+    /// Data movement in progress, for the status page.
+    pub movement: Movement,
     /// Every task the node starts is tracked here, so shutdown can wait for
     /// them all.
     pub tasks: TaskTracker,

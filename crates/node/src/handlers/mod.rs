@@ -3,7 +3,10 @@
 //! into frames.
 
 mod admin;
+mod balance;
 mod get;
+mod purge;
+mod remove;
 pub(crate) mod replica;
 mod write;
 
@@ -75,11 +78,11 @@ pub(crate) async fn handle<S: Store>(
         } => replica::serve_store(sh, key, version, value, body).await,
         Request::ReplicaFetch { key } => replica::serve_fetch(sh, &key).await,
         Request::ReplicaProbe { key } => replica::serve_probe(sh, &key).await,
-        Request::Purge
-        | Request::Balance { .. }
-        | Request::Remove { .. }
-        | Request::Leave { .. } => Reply::error(ErrorReply::BadRequest {
-            reason: "purge, balance, remove and leave are not supported by this release".into(),
+        Request::Purge => purge::purge(sh).await,
+        Request::Balance { forwarded } => balance::balance(sh, forwarded).await,
+        Request::Remove { node, forwarded } => remove::remove(sh, node, forwarded).await,
+        Request::Leave { .. } => Reply::error(ErrorReply::BadRequest {
+            reason: "leave is not supported by this release".into(),
         }),
     }
 }

@@ -1,0 +1,398 @@
+//! Data movement between replicas: restoring N copies after a remove,
+//! balance (anti-entropy) and purge, with progress for the status page.
+//!
+//! Every kind of movement is one pass over this node's own store in ring
+//! order, a page at a time. For each entry the ring says who must hold the
+//! key; for each such member this node asks what it holds (a metadata-only
+//! `ReplicaProbe`) and sends its own version only when the member's is older
+//! or absent, with the version unchanged, so the newer version always wins
+//! and a tombstone travels like a value: a delete a replica missed cannot
+//! come back. Work runs at most [`IN_FLIGHT`] keys at a time, which is what
+//! keeps it from starving client requests.
+//!
+//! It does not decide membership (that is `membership` and the handlers) and
+//! compares key by key rather than by range digests: an in-sync pass costs
+//! one probe per key and replica and sends no values.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mydht_proto::{Held, Request, Response, Version};
+use mydht_ring::{NodeId, Ring};
+use mydht_store::{EntryMeta, Purge, PurgeRequest, Stamp, Store};
+use tokio::task::JoinSet;
+
+use crate::handlers::replica::{fetch_from, store_on};
+use crate::shared::Shared;
+
+/// Keys worked on at once by one pass.
+const IN_FLIGHT: usize = 32;
+/// Entries read from the store per page.
+const PAGE: usize = 256;
+/// How long after a delete its tombstone is kept even when every replica
+/// holds it, so that a write in flight from before the delete cannot land
+/// on a replica that has already forgotten it.
+pub(crate) const TOMBSTONE_GRACE: Duration = Duration::from_secs(60);
+
+/// What a pass does with each entry.
+#[derive(Clone)]
+pub(crate) enum Pass {
+    /// Send each key this node replicates to the other replicas that lack
+    /// it, and collect tombstones every replica holds past the grace period.
+    Balance,
+    /// After a membership change from `before`: send each key to the members
+    /// that gained it, from its first surviving holder.
+    Restore {
+        /// The ring before the change.
+        before: Arc<Ring>,
+    },
+    /// Drop each key this node no longer owns, once every owner holds the
+    /// same or a newer version (sent first if not).
+    Purge,
+}
+
+impl Pass {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Balance => "balance",
+            Self::Restore { .. } => "restore",
+            Self::Purge => "purge",
+        }
+    }
+}
+
+/// What a pass did.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    /// Entries looked at.
+    pub scanned: u64,
+    /// Versions sent to another member.
+    pub sent: u64,
+    /// Value bytes sent.
+    pub bytes: u64,
+    /// Keys dropped (purge) or tombstones collected (balance).
+    pub dropped: u64,
+    /// Members that could not be brought up to date, with the first reason.
+    pub failed: BTreeMap<NodeId, String>,
+}
+
+impl Report {
+    /// The failures in one line, for an error reply.
+    pub fn failures(&self) -> Option<String> {
+        if self.failed.is_empty() {
+            return None;
+        }
+        let list: Vec<String> = self
+            .failed
+            .iter()
+            .map(|(n, why)| format!("{n} ({why})"))
+            .collect();
+        Some(list.join(", "))
+    }
+}
+
+/// One pass in progress, as the status page shows it.
+struct Running {
+    id: u64,
+    pass: &'static str,
+    started: Instant,
+    total: u64,
+    scanned: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+}
+
+/// The passes running on this node and the last one finished.
+#[derive(Default)]
+pub(crate) struct Movement {
+    next: AtomicU64,
+    running: Mutex<Vec<Running>>,
+    last: Mutex<Option<String>>,
+}
+
+impl Movement {
+    /// An HTML fragment for the status page: what is moving, with progress.
+    pub(crate) fn status_html(&self) -> String {
+        let mut out = String::from("<h2>Data movement</h2><ul>");
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        for r in running.iter() {
+            let scanned = r.scanned.load(Ordering::Relaxed);
+            let pct = scanned
+                .saturating_mul(100)
+                .checked_div(r.total)
+                .map_or(100, |p| p.min(100));
+            out.push_str(&format!(
+                "<li>{}: {scanned} of about {} keys checked ({pct}%), {} sent ({} bytes), for {:.1} s</li>",
+                r.pass,
+                r.total,
+                r.sent.load(Ordering::Relaxed),
+                r.bytes.load(Ordering::Relaxed),
+                r.started.elapsed().as_secs_f64(),
+            ));
+        }
+        if running.is_empty() {
+            out.push_str("<li>nothing is moving</li>");
+        }
+        drop(running);
+        if let Some(last) = self
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            out.push_str(&format!("<li>last finished: {last}</li>"));
+        }
+        out.push_str("</ul>");
+        out
+    }
+
+    fn finish(&self, id: u64, summary: String) {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|r| r.id != id);
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(summary);
+    }
+}
+
+/// Runs one pass over this node's store against the current ring.
+pub(crate) async fn run<S: Store>(sh: &Arc<Shared<S>>, pass: Pass) -> Report {
+    let stats = sh.store.stats();
+    let scanned = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let id = sh.movement.next.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    sh.movement
+        .running
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(Running {
+            id,
+            pass: pass.name(),
+            started,
+            total: stats.live_keys + stats.tombstones,
+            scanned: scanned.clone(),
+            sent: sent.clone(),
+            bytes: bytes.clone(),
+        });
+    let mut report = Report::default();
+    let ring = sh.members.ring();
+    let mut cursor = None;
+    let mut work: JoinSet<Outcome> = JoinSet::new();
+    'pages: loop {
+        if sh.stop.is_cancelled() {
+            report
+                .failed
+                .insert(sh.members.me().clone(), "the node is stopping".into());
+            break;
+        }
+        let page = match sh.store.list_keys(cursor.as_ref(), PAGE).await {
+            Ok(p) => p,
+            Err(e) => {
+                report
+                    .failed
+                    .insert(sh.members.me().clone(), format!("reading the store: {e}"));
+                break;
+            }
+        };
+        for meta in page.entries {
+            while work.len() >= IN_FLIGHT {
+                match work.join_next().await {
+                    Some(done) => absorb(sh.members.me(), &mut report, done, &sent, &bytes),
+                    None => break,
+                }
+            }
+            scanned.fetch_add(1, Ordering::Relaxed);
+            report.scanned += 1;
+            let (sh, ring, pass) = (sh.clone(), ring.clone(), pass.clone());
+            work.spawn(async move { entry(&sh, &ring, &pass, meta).await });
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break 'pages,
+        }
+    }
+    while let Some(done) = work.join_next().await {
+        absorb(sh.members.me(), &mut report, done, &sent, &bytes);
+    }
+    let summary = format!(
+        "{} of {} keys: {} sent ({} bytes), {} dropped, in {:.1} s{}",
+        pass.name(),
+        report.scanned,
+        report.sent,
+        report.bytes,
+        report.dropped,
+        started.elapsed().as_secs_f64(),
+        report
+            .failures()
+            .map(|f| format!("; failed: {f}"))
+            .unwrap_or_default(),
+    );
+    tracing::info!(%summary, "data movement finished");
+    sh.movement.finish(id, summary);
+    report
+}
+
+fn absorb(
+    me: &NodeId,
+    report: &mut Report,
+    done: Result<Outcome, tokio::task::JoinError>,
+    sent: &AtomicU64,
+    bytes: &AtomicU64,
+) {
+    match done {
+        Ok(o) => {
+            report.sent += o.sent;
+            report.bytes += o.bytes;
+            report.dropped += u64::from(o.dropped);
+            sent.fetch_add(o.sent, Ordering::Relaxed);
+            bytes.fetch_add(o.bytes, Ordering::Relaxed);
+            for (node, why) in o.failed {
+                report.failed.entry(node).or_insert(why);
+            }
+        }
+        Err(e) => {
+            report
+                .failed
+                .entry(me.clone())
+                .or_insert_with(|| format!("a movement task failed: {e}"));
+        }
+    }
+}
+
+/// What one entry's work did.
+#[derive(Default)]
+struct Outcome {
+    sent: u64,
+    bytes: u64,
+    dropped: bool,
+    failed: Vec<(NodeId, String)>,
+}
+
+async fn entry<S: Store>(
+    sh: &Arc<Shared<S>>,
+    ring: &Ring,
+    pass: &Pass,
+    meta: EntryMeta,
+) -> Outcome {
+    let me = sh.members.me();
+    let owners = ring.write_set(meta.position, |_| false).to_vec();
+    let mine = owners.contains(me);
+    let mut out = Outcome::default();
+    match pass {
+        Pass::Balance => {
+            if !mine {
+                return out;
+            }
+            let others: Vec<&NodeId> = owners.iter().filter(|n| *n != me).collect();
+            let mut all_hold = true;
+            for node in others {
+                if let Err(e) = ensure(sh, node, &meta, &mut out).await {
+                    all_hold = false;
+                    out.failed.push((node.clone(), e));
+                }
+            }
+            if all_hold && let Stamp::Tombstone(version) = &meta.stamp {
+                let req = PurgeRequest {
+                    version: version.clone(),
+                    held_by_all_replicas: true,
+                    now: sh.clock.now(),
+                    grace: TOMBSTONE_GRACE,
+                };
+                if let Ok(Purge::Removed) = sh.store.purge_tombstone(&meta.key, req).await {
+                    out.dropped = true;
+                }
+            }
+        }
+        Pass::Restore { before } => {
+            let old = before.write_set(meta.position, |_| false).to_vec();
+            let gained: Vec<&NodeId> = owners.iter().filter(|n| !old.contains(n)).collect();
+            if gained.is_empty() {
+                return out;
+            }
+            // One survivor sends, so a value does not travel once per copy:
+            // the first old holder still in the ring that this node does not
+            // consider down.
+            let sender = old.iter().find(|n| {
+                ring.member(n).is_some_and(|m| m.state().has_tokens()) && !sh.peers.is_down(n)
+            });
+            if sender != Some(me) {
+                return out;
+            }
+            for node in gained {
+                if let Err(e) = ensure(sh, node, &meta, &mut out).await {
+                    out.failed.push((node.clone(), e));
+                }
+            }
+        }
+        Pass::Purge => {
+            // An empty owner list means nobody else could take the key:
+            // keep it, whatever the ring says.
+            if mine || owners.is_empty() {
+                return out;
+            }
+            let mut all_hold = true;
+            for node in &owners {
+                if let Err(e) = ensure(sh, node, &meta, &mut out).await {
+                    all_hold = false;
+                    out.failed.push((node.clone(), e));
+                }
+            }
+            if all_hold {
+                match sh.store.drop_entry(&meta.key, &meta.stamp).await {
+                    Ok(Purge::Removed) => out.dropped = true,
+                    Ok(_) => {}
+                    Err(e) => out.failed.push((me.clone(), e.to_string())),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Makes sure `node` holds this entry's version or a newer one, sending it
+/// when it does not.
+async fn ensure<S: Store>(
+    sh: &Arc<Shared<S>>,
+    node: &NodeId,
+    meta: &EntryMeta,
+    out: &mut Outcome,
+) -> Result<(), String> {
+    if sh.peers.is_down(node) {
+        return Err("down".into());
+    }
+    let mine = meta.stamp.version();
+    if let Some(held) = probe(sh, node, meta.key.clone()).await?
+        && held >= *mine
+    {
+        return Ok(());
+    }
+    let Some((version, value)) = fetch_from(sh, sh.members.me(), meta.key.clone()).await? else {
+        // Gone from this store since the scan (a purge raced it): nothing
+        // to send.
+        return Ok(());
+    };
+    let len = value.as_ref().map_or(0, |v| v.len() as u64);
+    store_on(sh, node, meta.key.clone(), version, value).await?;
+    out.sent += 1;
+    out.bytes += len;
+    Ok(())
+}
+
+/// The version `node` holds of `key` (value or tombstone), if any.
+async fn probe<S: Store>(
+    sh: &Arc<Shared<S>>,
+    node: &NodeId,
+    key: Bytes,
+) -> Result<Option<Version>, String> {
+    match sh.peers.call(node, Request::ReplicaProbe { key }).await? {
+        Response::Held(Held::Absent) => Ok(None),
+        Response::Held(Held::Value(v) | Held::Tombstone(v)) => Ok(Some(v)),
+        Response::Error(e) => Err(e.to_string()),
+        other => Err(format!("unexpected answer {other:?}")),
+    }
+}

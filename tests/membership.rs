@@ -1,0 +1,388 @@
+//! Membership operations with real nodes in one process: down marking,
+//! remove (N copies restored, the removed node refused on restart), balance
+//! (a missed delete does not come back, a missed put arrives) and purge
+//! (never the last copy).
+//!
+//! Nodes that restart keep their data in a `DiskStore` under a temporary
+//! directory, with `membership.json` beside it, as `mydht node` does.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Cluster, config, raw};
+use mydht_client::ClientError;
+use mydht_node::store::{DiskOptions, DiskStore};
+use mydht_node::{NodeError, NodeHandle};
+use mydht_proto::{ErrorReply, Held, Request, Response};
+use mydht_ring::{MemberState, NodeId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Waits for `cond` with a deadline, polling.
+async fn wait_until<F, Fut>(what: &str, limit: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The node's status page.
+async fn status_page(node: &NodeId) -> String {
+    let mut s = TcpStream::connect(node.as_str()).await.expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("response");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// How `node`'s status page shows `member`.
+async fn shown_as(node: &NodeId, member: &NodeId) -> String {
+    let page = status_page(node).await;
+    let marker = format!("{member}</a> ");
+    let at = page.find(&marker).expect("member listed");
+    page[at + marker.len()..]
+        .split('<')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// What `node` holds of `key`, told apart (absent, value, tombstone).
+async fn held(node: &NodeId, key: &str) -> Held {
+    let conn = raw(node).await;
+    let r = conn
+        .call(Request::ReplicaProbe {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+        })
+        .await
+        .expect("probe");
+    match r {
+        Response::Held(h) => h,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Starts a node keeping its data in `dir`, on `port` (0 for any).
+async fn start_in(
+    dir: &Path,
+    port: u16,
+    seed: Option<&NodeId>,
+    replicas: usize,
+) -> Result<NodeHandle, NodeError> {
+    let mut cfg = config(seed, replicas);
+    cfg.port = port;
+    cfg.data_dir = Some(dir.to_path_buf());
+    // The previous run's store may take a moment to release its lock.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let store = loop {
+        match DiskStore::open(dir.join("store"), DiskOptions::default()) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "store did not reopen: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    mydht_node::start(cfg, store).await
+}
+
+/// `count` nodes on disk in `root/<i>`; all join through the first.
+async fn disk_cluster(root: &Path, count: usize, replicas: usize) -> (Cluster, Vec<PathBuf>) {
+    let dirs: Vec<PathBuf> = (0..count).map(|i| root.join(i.to_string())).collect();
+    let first = start_in(&dirs[0], 0, None, replicas)
+        .await
+        .expect("first node");
+    let seed = first.name().clone();
+    let mut nodes = vec![Some(first)];
+    let mut names = vec![seed.clone()];
+    for dir in &dirs[1..] {
+        let n = start_in(dir, 0, Some(&seed), replicas)
+            .await
+            .expect("node joins");
+        names.push(n.name().clone());
+        nodes.push(Some(n));
+    }
+    let cluster = Cluster { nodes, names };
+    cluster.wait_for_members(count).await;
+    (cluster, dirs)
+}
+
+fn port_of(node: &NodeId) -> u16 {
+    node.as_str()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("host:port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_stops_answering_is_down_until_it_answers_again() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut cluster, dirs) = disk_cluster(tmp.path(), 3, 3).await;
+    let (a, c) = (cluster.names[0].clone(), cluster.names[2].clone());
+    assert_eq!(shown_as(&a, &c).await, "up");
+    cluster.stop(2).await;
+    // A write sends to every replica: the refused connection marks it down.
+    cluster
+        .client(0)
+        .put("k", "v")
+        .await
+        .expect("put with one down");
+    assert_eq!(shown_as(&a, &c).await, "down");
+    // It stays down while it does not answer, though its backoff (1 s) has
+    // passed several times: the node keeps trying it in the background.
+    let until = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < until {
+        assert_eq!(shown_as(&a, &c).await, "down");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let back = start_in(&dirs[2], port_of(&c), None, 3)
+        .await
+        .expect("restart");
+    cluster.nodes[2] = Some(back);
+    wait_until("the member to be up again", Duration::from_secs(10), || {
+        let (a, c) = (a.clone(), c.clone());
+        async move { shown_as(&a, &c).await == "up" }
+    })
+    .await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_restores_n_copies_and_the_removed_node_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut cluster, dirs) = disk_cluster(tmp.path(), 4, 3).await;
+    let c0 = cluster.client(0);
+    let keys: Vec<String> = (0..300).map(|i| format!("key-{i}")).collect();
+    for k in &keys {
+        c0.put(k, format!("value of {k}")).await.expect("put");
+    }
+    // Node 3 dies; every key it held now has two live copies.
+    let dead = cluster.names[3].clone();
+    let held_by_dead: Vec<String> = {
+        let mut v = Vec::new();
+        for k in &keys {
+            if c0.whereis(k).await.expect("whereis").contains(&dead) {
+                v.push(k.clone());
+            }
+        }
+        v
+    };
+    assert!(
+        held_by_dead.len() > 100,
+        "the dead node held {} keys",
+        held_by_dead.len()
+    );
+    cluster.stop(3).await;
+    let epoch_before = c0.members().await.expect("members").epoch;
+    let started = Instant::now();
+    cluster.client(1).remove(&dead).await.expect("REMOVE ok");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(30), "remove took {took:?}");
+    // Every member has the node removed, at the same new epoch.
+    for i in 0..3 {
+        let m = cluster.client(i).members().await.expect("members");
+        assert!(m.epoch > epoch_before);
+        assert_eq!(m.epoch, epoch_before + 1, "node {i}");
+        let state = m
+            .members
+            .iter()
+            .find(|x| x.id() == &dead)
+            .expect("still listed")
+            .state();
+        assert_eq!(state, MemberState::Removed);
+    }
+    // N live copies of every key, each with the version that was written.
+    for k in &keys {
+        let owners = c0.whereis(k).await.expect("whereis");
+        assert_eq!(owners.len(), 3);
+        assert!(!owners.contains(&dead));
+        let want = c0.get(k).await.expect("get").expect("found").version;
+        for o in &owners {
+            let i = cluster.index_of(o);
+            let ts = cluster.client(i).haskey(k).await.expect("haskey");
+            assert_eq!(ts, Some(want.timestamp), "{k} on {o}");
+        }
+    }
+    // The removed node, restarted on its data dir, learns it was removed.
+    match start_in(&dirs[3], port_of(&dead), None, 3).await {
+        Err(NodeError::Removed { node, .. }) => assert_eq!(node, dead.to_string()),
+        Err(other) => panic!("refused for the wrong reason: {other}"),
+        Ok(_) => panic!("a removed node started on its old data dir"),
+    }
+    // Removing it again changes nothing and still answers ok; removing a
+    // stranger is an error.
+    cluster.client(2).remove(&dead).await.expect("remove again");
+    let stranger = NodeId::new("127.0.0.1:1").expect("name");
+    let e = cluster
+        .client(0)
+        .remove(&stranger)
+        .await
+        .expect_err("not a member");
+    assert!(matches!(
+        e,
+        ClientError::Remote(ErrorReply::BadRequest { .. })
+    ));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_missed_by_a_down_replica_does_not_come_back_after_balance() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut cluster, dirs) = disk_cluster(tmp.path(), 3, 3).await;
+    let c0 = cluster.client(0);
+    c0.put("deleted", "old value").await.expect("put");
+    c0.put("updated", "first").await.expect("put");
+    let c = cluster.names[2].clone();
+    cluster.stop(2).await;
+    c0.delete("deleted").await.expect("delete with W=2");
+    c0.put("updated", "second").await.expect("put with W=2");
+    c0.put("new", "only two have it")
+        .await
+        .expect("put with W=2");
+    let back = start_in(&dirs[2], port_of(&c), None, 3)
+        .await
+        .expect("restart");
+    cluster.nodes[2] = Some(back);
+    // The returning replica still has the old value and lacks the rest.
+    assert!(matches!(held(&c, "deleted").await, Held::Value(_)));
+    assert_eq!(held(&c, "new").await, Held::Absent);
+    // Node 0 may still see it down for up to a second.
+    wait_until("node 0 to reach node 2", Duration::from_secs(10), || {
+        let (a, c) = (cluster.names[0].clone(), c.clone());
+        async move { shown_as(&a, &c).await == "up" }
+    })
+    .await;
+    c0.balance().await.expect("BALANCE ok");
+    for i in 0..3 {
+        let ci = cluster.client(i);
+        assert_eq!(
+            ci.haskey("deleted").await.expect("haskey"),
+            None,
+            "node {i}"
+        );
+        let name = &cluster.names[i];
+        assert!(
+            matches!(held(name, "deleted").await, Held::Tombstone(_)),
+            "node {i} holds the tombstone"
+        );
+        assert!(
+            ci.haskey("new").await.expect("haskey").is_some(),
+            "node {i}"
+        );
+        let got = ci.get("updated").await.expect("get").expect("found");
+        assert_eq!(&got.bytes[..], b"second");
+        assert_eq!(ci.get("deleted").await.expect("get"), None);
+    }
+    assert_eq!(
+        held(&c, "updated").await,
+        held(&cluster.names[0], "updated").await
+    );
+    // A second balance of an in-sync cluster sends nothing and still
+    // answers ok.
+    c0.balance().await.expect("BALANCE ok again");
+    let page = status_page(&cluster.names[0]).await;
+    assert!(
+        page.contains("balance of") && page.contains(": 0 sent (0 bytes)"),
+        "{page}"
+    );
+    // With a replica down, balance names it.
+    cluster.stop(1).await;
+    let e = c0.balance().await.expect_err("a replica is down");
+    let text = e.to_string();
+    assert!(text.contains(cluster.names[1].as_str()), "{text}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_after_a_join_never_loses_a_key() {
+    // N=2 on two nodes: both hold everything. A third joins and is given
+    // nothing yet; purge must push what the newcomer now owns before
+    // dropping it, and keep what it cannot confirm.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut cluster, mut dirs) = disk_cluster(tmp.path(), 2, 2).await;
+    let keys: Vec<String> = (0..200).map(|i| format!("key-{i}")).collect();
+    let c1 = cluster.client(1);
+    for k in &keys {
+        c1.put(k, format!("value of {k}")).await.expect("put");
+    }
+    c1.delete("key-7").await.expect("delete");
+    dirs.push(tmp.path().join("2"));
+    let third = start_in(&dirs[2], 0, Some(&cluster.names[0]), 2)
+        .await
+        .expect("third joins");
+    cluster.names.push(third.name().clone());
+    cluster.nodes.push(Some(third));
+    cluster.wait_for_members(3).await;
+    let (a, b, new) = (
+        cluster.names[0].clone(),
+        cluster.names[1].clone(),
+        cluster.names[2].clone(),
+    );
+    let mut owners = std::collections::HashMap::new();
+    for k in &keys {
+        owners.insert(k.clone(), c1.whereis(k).await.expect("whereis"));
+    }
+    let not_b = keys.iter().filter(|k| !owners[*k].contains(&b)).count();
+    assert!(not_b > 30, "node 1 owns all but {not_b} keys");
+
+    // Node 0 is down: node 1 may drop no key node 0 owns, and says so.
+    cluster.stop(0).await;
+    let e = c1.purge().await.expect_err("an owner is down");
+    assert!(e.to_string().contains(a.as_str()), "{e}");
+    for k in keys.iter().filter(|k| !owners[*k].contains(&b)) {
+        assert_ne!(held(&b, k).await, Held::Absent, "{k} dropped from node 1");
+        assert_ne!(
+            held(&new, k).await,
+            Held::Absent,
+            "{k} not pushed to node 2"
+        );
+    }
+
+    // Node 0 is back: both purges finish and every key sits exactly on its
+    // owners, with what was written.
+    let back = start_in(&dirs[0], port_of(&a), None, 2)
+        .await
+        .expect("restart");
+    cluster.nodes[0] = Some(back);
+    wait_until("node 1 to reach node 0", Duration::from_secs(10), || {
+        let (b, a) = (b.clone(), a.clone());
+        async move { shown_as(&b, &a).await == "up" }
+    })
+    .await;
+    cluster.client(0).purge().await.expect("PURGE ok on node 0");
+    c1.purge().await.expect("PURGE ok on node 1");
+    for k in &keys {
+        for (i, name) in cluster.names.iter().enumerate() {
+            let h = held(name, k).await;
+            if owners[k].contains(name) {
+                if k == "key-7" {
+                    assert!(matches!(h, Held::Tombstone(_)), "{k} on node {i}: {h:?}");
+                } else {
+                    assert!(matches!(h, Held::Value(_)), "{k} on node {i}: {h:?}");
+                }
+            } else {
+                assert_eq!(h, Held::Absent, "{k} still on node {i}, not an owner");
+            }
+        }
+        if k != "key-7" {
+            let got = c1.get(k).await.expect("get").expect("found");
+            assert_eq!(got.bytes, Bytes::from(format!("value of {k}")));
+        }
+    }
+    cluster.shutdown().await;
+}
