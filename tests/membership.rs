@@ -310,9 +310,9 @@ async fn a_delete_missed_by_a_down_replica_does_not_come_back_after_balance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purge_after_a_join_never_loses_a_key() {
-    // N=2 on two nodes: both hold everything. A third joins and is given
-    // nothing yet; purge must push what the newcomer now owns before
-    // dropping it, and keep what it cannot confirm.
+    // N=2 on two nodes: both hold everything. A third joins (and receives
+    // its keys), then misses some writes; purge must push what the newcomer
+    // owns but lacks before dropping it, and keep what it cannot confirm.
     let tmp = tempfile::tempdir().expect("tempdir");
     let (mut cluster, mut dirs) = disk_cluster(tmp.path(), 2, 2).await;
     let keys: Vec<String> = (0..200).map(|i| format!("key-{i}")).collect();
@@ -333,12 +333,50 @@ async fn purge_after_a_join_never_loses_a_key() {
         cluster.names[1].clone(),
         cluster.names[2].clone(),
     );
+    // Writes the newcomer missed (its replica copy failed, say): stored on
+    // the two old nodes only.
+    let mut keys = keys;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    for i in 0..100 {
+        let k = format!("late-{i}");
+        for n in [&a, &b] {
+            let r = raw(n)
+                .await
+                .call(Request::ReplicaStore {
+                    key: Bytes::from(k.clone()),
+                    version: mydht_proto::Version {
+                        timestamp: mydht_proto::Timestamp::from_parts(now_ms, 0),
+                        node: a.clone(),
+                    },
+                    value: Some(mydht_proto::Payload::Inline(Bytes::from(format!(
+                        "value of {k}"
+                    )))),
+                })
+                .await
+                .expect("replica store");
+            assert_eq!(r, Response::ReplicaStored { applied: true });
+        }
+        keys.push(k);
+    }
     let mut owners = std::collections::HashMap::new();
     for k in &keys {
         owners.insert(k.clone(), c1.whereis(k).await.expect("whereis"));
     }
     let not_b = keys.iter().filter(|k| !owners[*k].contains(&b)).count();
     assert!(not_b > 30, "node 1 owns all but {not_b} keys");
+    let mut missing = 0;
+    for k in keys.iter().filter(|k| owners[*k].contains(&new)) {
+        if held(&new, k).await == Held::Absent {
+            missing += 1;
+        }
+    }
+    assert!(
+        missing > 10,
+        "the newcomer lacks only {missing} of its keys"
+    );
 
     // Node 0 is down: node 1 may drop no key node 0 owns, and says so.
     cluster.stop(0).await;
@@ -382,6 +420,121 @@ async fn purge_after_a_join_never_loses_a_key() {
         if k != "key-7" {
             let got = c1.get(k).await.expect("get").expect("found");
             assert_eq!(got.bytes, Bytes::from(format!("value of {k}")));
+        }
+    }
+    cluster.shutdown().await;
+}
+
+/// Copies sent by the latest finished pass of `kind` on `node`, from its
+/// status page.
+async fn last_sent(node: &NodeId, kind: &str) -> u64 {
+    let page = status_page(node).await;
+    let marker = format!("last finished: {kind} of ");
+    let Some(at) = page.find(&marker) else {
+        return 0;
+    };
+    let rest = &page[at + marker.len()..];
+    let after = &rest[rest.find(": ").expect("summary") + 2..];
+    after
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_receives_the_keys_it_owns_and_only_those() {
+    let mut cluster = Cluster::start(3, 3).await;
+    let c0 = cluster.client(0);
+    let keys: Vec<String> = (0..600).map(|i| format!("key-{i}")).collect();
+    for k in &keys {
+        c0.put(k, format!("value of {k}")).await.expect("put");
+    }
+    let seed = cluster.names[0].clone();
+    let node = mydht_node::start(
+        config(Some(&seed), 3),
+        mydht_node::store::MemoryStore::new(),
+    )
+    .await
+    .expect("joins");
+    let new = node.name().clone();
+    cluster.names.push(new.clone());
+    cluster.nodes.push(Some(node));
+    // Every member sees it up once its start returned.
+    for i in 0..4 {
+        let m = cluster.client(i).members().await.expect("members");
+        let state = m.members.iter().find(|x| x.id() == &new).map(|x| x.state());
+        assert_eq!(state, Some(MemberState::Up), "as node {i} sees it");
+    }
+    let mut owned = 0u64;
+    for k in &keys {
+        let owners = c0.whereis(k).await.expect("whereis");
+        let h = held(&new, k).await;
+        if owners.contains(&new) {
+            owned += 1;
+            assert!(matches!(h, Held::Value(_)), "{k} missing on the newcomer");
+            let got = cluster.client(3).get(k).await.expect("get").expect("found");
+            assert_eq!(got.bytes, Bytes::from(format!("value of {k}")));
+        } else {
+            assert_eq!(h, Held::Absent, "{k} sent to a non-owner");
+        }
+    }
+    // Each gained copy travelled once: from its first holder only.
+    let mut moved = 0;
+    for name in &cluster.names[..3] {
+        moved += last_sent(name, "restore").await;
+    }
+    assert_eq!(
+        moved, owned,
+        "copies moved against copies the newcomer owns"
+    );
+    let copies = keys.len() as f64 * 3.0;
+    let fraction = moved as f64 / copies;
+    eprintln!("join moved {moved} of {copies} copies: {fraction:.3} (ideal 1/4 = 0.25)");
+    assert!((0.15..0.35).contains(&fraction), "moved {fraction}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaving_node_hands_off_every_key_before_it_goes() {
+    let mut cluster = Cluster::start(4, 3).await;
+    let c0 = cluster.client(0);
+    let keys: Vec<String> = (0..600).map(|i| format!("key-{i}")).collect();
+    for k in &keys {
+        c0.put(k, format!("value of {k}")).await.expect("put");
+    }
+    c0.delete("key-3").await.expect("delete");
+    let leaver = cluster.names[3].clone();
+    let handle = cluster.nodes[3].take().expect("running");
+    let report = handle
+        .leave(Duration::from_secs(30))
+        .await
+        .expect("leave hands everything off");
+    handle.shutdown().await;
+    assert!(report.sent > 100, "{report:?}");
+    for i in 0..3 {
+        let m = cluster.client(i).members().await.expect("members");
+        let state = m
+            .members
+            .iter()
+            .find(|x| x.id() == &leaver)
+            .map(|x| x.state());
+        assert_eq!(state, Some(MemberState::Removed), "as node {i} sees it");
+    }
+    for k in &keys {
+        let owners = c0.whereis(k).await.expect("whereis");
+        assert_eq!(owners.len(), 3);
+        if k == "key-3" {
+            for o in &owners {
+                assert!(matches!(held(o, k).await, Held::Tombstone(_)), "{k} on {o}");
+            }
+            continue;
+        }
+        let want = c0.get(k).await.expect("get").expect("found").version;
+        for o in &owners {
+            let i = cluster.index_of(o);
+            let ts = cluster.client(i).haskey(k).await.expect("haskey");
+            assert_eq!(ts, Some(want.timestamp), "{k} on {o}");
         }
     }
     cluster.shutdown().await;

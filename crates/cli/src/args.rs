@@ -118,6 +118,11 @@ pub struct NodeArgs {
     /// much more.
     #[arg(long = "sync", default_value = "always")]
     pub sync: String,
+    /// On SIGINT/SIGTERM, how long (seconds) the node may take to hand its
+    /// keys to their next owners before it exits non-zero saying what it did
+    /// not hand off.
+    #[arg(long = "leave-timeout", default_value_t = 300)]
+    pub leave_timeout: u64,
 }
 
 #[derive(Args, Debug)]

@@ -19,6 +19,7 @@ pub async fn run(args: NodeArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    let leave_deadline = std::time::Duration::from_secs(args.leave_timeout);
     match start(args).await {
         Ok(node) => {
             // The one line scripts and tests wait for.
@@ -27,8 +28,9 @@ pub async fn run(args: NodeArgs) -> ExitCode {
                 node.name(),
                 node.local_addr()
             );
-            wait_for_signal(&node).await;
-            tracing::info!("stopping");
+            if wait_for_signal(&node).await {
+                return leave(node, leave_deadline).await;
+            }
             node.shutdown().await;
             ExitCode::SUCCESS
         }
@@ -61,7 +63,37 @@ async fn start(args: NodeArgs) -> anyhow::Result<NodeHandle> {
     }
 }
 
-async fn wait_for_signal(node: &NodeHandle) {
+/// Hands the node's keys off and exits 0; past the deadline or on a second
+/// Ctrl-C, exits 1 saying what was not handed off.
+async fn leave(node: NodeHandle, deadline: std::time::Duration) -> ExitCode {
+    tracing::info!("leaving the ring (Ctrl-C again to stop at once)");
+    let outcome = tokio::select! {
+        r = node.leave(deadline) => r.map_err(|e| e.to_string()),
+        _ = tokio::signal::ctrl_c() => Err(format!(
+            "interrupted: the hand-off did not finish ({}); the keys not handed off are only on this node's data dir and their other replicas",
+            node.leave_progress()
+        )),
+    };
+    node.shutdown().await;
+    match outcome {
+        Ok(report) => {
+            tracing::info!(
+                checked = report.checked,
+                sent = report.sent,
+                "left the ring"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mydht: leave: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM (true) or for the node to stop by itself
+/// (false).
+async fn wait_for_signal(node: &NodeHandle) -> bool {
     let term = async {
         #[cfg(unix)]
         {
@@ -77,8 +109,8 @@ async fn wait_for_signal(node: &NodeHandle) {
         std::future::pending::<()>().await
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-        () = node.stopped() => {}
+        _ = tokio::signal::ctrl_c() => true,
+        () = term => true,
+        () = node.stopped() => false,
     }
 }

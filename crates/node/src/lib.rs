@@ -24,6 +24,7 @@ mod dedup;
 mod error;
 mod handlers;
 mod http;
+mod lifecycle;
 mod membership;
 mod movement;
 mod node;
@@ -34,6 +35,7 @@ mod shared;
 
 pub use config::NodeConfig;
 pub use error::NodeError;
+pub use lifecycle::{LeaveError, LeaveReport};
 pub use node::{NodeHandle, start};
 
 /// The storage engines a node runs on, re-exported so that programs that

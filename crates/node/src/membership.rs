@@ -119,7 +119,8 @@ impl Membership {
         self.persist(&self.ring()).await
     }
 
-    /// Adds `node` as up if it is not a member yet, at an epoch of at least
+    /// Adds `node` as joining if it is not a member yet (or was removed and
+    /// comes back with a wiped data dir), at an epoch of at least
     /// `min_epoch`. Returns the ring and whether it changed.
     pub async fn add(&self, node: NodeId, min_epoch: u64) -> Result<(Arc<Ring>, bool), String> {
         let _guard = self.change.lock().await;
@@ -136,7 +137,7 @@ impl Membership {
             .filter(|m| m.id() != &node)
             .cloned()
             .collect();
-        members.push(Member::new(node, MemberState::Up));
+        members.push(Member::new(node, MemberState::Joining));
         let epoch = (ring.epoch() + 1).max(min_epoch);
         let next = Arc::new(build(ring.params(), epoch, members)?);
         self.persist(&next).await?;
@@ -168,6 +169,38 @@ impl Membership {
         Ok((ring, next, true))
     }
 
+    /// Applies another member's announcement that `node` is now in `state`.
+    /// A node not in the view is added; a removed one stays removed (it
+    /// comes back only through a join, with a wiped data dir).
+    pub async fn announced(
+        &self,
+        node: &NodeId,
+        state: MemberState,
+        epoch: u64,
+    ) -> Result<bool, String> {
+        let _guard = self.change.lock().await;
+        let ring = self.ring();
+        let members = match ring.member(node) {
+            Some(m) if m.state() == state || m.state() == MemberState::Removed => {
+                return Ok(false);
+            }
+            Some(_) => with_state(&ring, node, state),
+            None => {
+                let mut members = ring.members().to_vec();
+                members.push(Member::new(node.clone(), state));
+                members
+            }
+        };
+        let next = Arc::new(build(
+            ring.params(),
+            (ring.epoch() + 1).max(epoch),
+            members,
+        )?);
+        self.persist(&next).await?;
+        self.swap(next);
+        Ok(true)
+    }
+
     /// Takes a view learned from the ring (the answer to a join), keeping
     /// this node in it.
     pub async fn adopt(&self, view: Members) -> Result<Arc<Ring>, String> {
@@ -177,7 +210,7 @@ impl Membership {
         let mut members = view.members;
         let mut epoch = view.epoch;
         if !members.iter().any(|m| m.id() == &self.me) {
-            members.push(Member::new(self.me.clone(), MemberState::Up));
+            members.push(Member::new(self.me.clone(), MemberState::Joining));
             epoch += 1;
         }
         let next = Arc::new(build(params, epoch, members)?);

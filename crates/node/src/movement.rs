@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mydht_proto::{Held, Request, Response, Version};
-use mydht_ring::{NodeId, Ring};
+use mydht_ring::{NodeId, Placement, Ring};
 use mydht_store::{EntryMeta, Purge, PurgeRequest, Stamp, Store};
 use tokio::task::JoinSet;
 
@@ -52,6 +52,12 @@ pub(crate) enum Pass {
     /// Drop each key this node no longer owns, once every owner holds the
     /// same or a newer version (sent first if not).
     Purge,
+    /// This node is leaving: send each key to the members that hold it in
+    /// `after` (the ring without this node) but not now.
+    Leave {
+        /// The ring once this node is gone.
+        after: Arc<Ring>,
+    },
 }
 
 impl Pass {
@@ -60,6 +66,7 @@ impl Pass {
             Self::Balance => "balance",
             Self::Restore { .. } => "restore",
             Self::Purge => "purge",
+            Self::Leave { .. } => "hand-off",
         }
     }
 }
@@ -111,6 +118,29 @@ pub(crate) struct Movement {
     next: AtomicU64,
     running: Mutex<Vec<Running>>,
     last: Mutex<Option<String>>,
+    /// Keys the latest pass to end (finished or abandoned) had looked at.
+    last_scanned: AtomicU64,
+}
+
+/// Takes a pass off the running list however it ends, a dropped future
+/// (a deadline) included.
+struct Listed<'a> {
+    movement: &'a Movement,
+    id: u64,
+    scanned: Arc<AtomicU64>,
+}
+
+impl Drop for Listed<'_> {
+    fn drop(&mut self) {
+        self.movement
+            .last_scanned
+            .store(self.scanned.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.movement
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|r| r.id != self.id);
+    }
 }
 
 impl Movement {
@@ -149,12 +179,17 @@ impl Movement {
         out
     }
 
-    fn finish(&self, id: u64, summary: String) {
-        self.running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|r| r.id != id);
+    fn finish(&self, summary: String) {
         *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(summary);
+    }
+
+    /// Keys looked at by the pass running now, or by the latest to end.
+    pub(crate) fn checked(&self) -> u64 {
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        running.last().map_or_else(
+            || self.last_scanned.load(Ordering::Relaxed),
+            |r| r.scanned.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -179,6 +214,11 @@ pub(crate) async fn run<S: Store>(sh: &Arc<Shared<S>>, pass: Pass) -> Report {
             sent: sent.clone(),
             bytes: bytes.clone(),
         });
+    let _listed = Listed {
+        movement: &sh.movement,
+        id,
+        scanned: scanned.clone(),
+    };
     let mut report = Report::default();
     let ring = sh.members.ring();
     let mut cursor = None;
@@ -233,7 +273,7 @@ pub(crate) async fn run<S: Store>(sh: &Arc<Shared<S>>, pass: Pass) -> Report {
             .unwrap_or_default(),
     );
     tracing::info!(%summary, "data movement finished");
-    sh.movement.finish(id, summary);
+    sh.movement.finish(summary);
     report
 }
 
@@ -324,6 +364,15 @@ async fn entry<S: Store>(
                 return out;
             }
             for node in gained {
+                if let Err(e) = ensure(sh, node, &meta, &mut out).await {
+                    out.failed.push((node.clone(), e));
+                }
+            }
+        }
+        Pass::Leave { after } => {
+            let now = ring.placement(Placement::Current, meta.position).to_vec();
+            let next = after.write_set(meta.position, |_| false).to_vec();
+            for node in next.iter().filter(|n| !now.contains(n) && *n != me) {
                 if let Err(e) = ensure(sh, node, &meta, &mut out).await {
                     out.failed.push((node.clone(), e));
                 }

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mydht_proto::{Request, Response};
 use mydht_ring::NodeId;
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::dedup::Dedup;
+use crate::lifecycle::{LeaveError, LeaveReport};
 use crate::membership::Membership;
 use crate::peers::Peers;
 use crate::server::accept_loop;
@@ -24,6 +26,30 @@ pub struct NodeHandle {
     addr: SocketAddr,
     stop: CancellationToken,
     tasks: TaskTracker,
+    leaver: Arc<dyn Leaver>,
+}
+
+/// Leaving, without the store type in [`NodeHandle`].
+trait Leaver: Send + Sync {
+    fn leave(&self, deadline: Duration) -> BoxFuture<'_, Result<LeaveReport, LeaveError>>;
+    fn progress(&self) -> String;
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+impl<S: Store> Leaver for Arc<Shared<S>> {
+    fn leave(&self, deadline: Duration) -> BoxFuture<'_, Result<LeaveReport, LeaveError>> {
+        Box::pin(crate::lifecycle::leave(self, deadline))
+    }
+
+    fn progress(&self) -> String {
+        let s = self.store.stats();
+        format!(
+            "{} of about {} keys checked",
+            self.movement.checked(),
+            s.live_keys + s.tombstones
+        )
+    }
 }
 
 impl NodeHandle {
@@ -43,6 +69,19 @@ impl NodeHandle {
         self.stop.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+    }
+
+    /// Leaves the ring, handing every key to the members that own it once
+    /// this node is gone; call [`shutdown`](Self::shutdown) after. Past
+    /// `deadline` the hand-off stops and the error says how far it got. A
+    /// last member has nobody to hand off to and leaves nothing.
+    pub async fn leave(&self, deadline: Duration) -> Result<LeaveReport, LeaveError> {
+        self.leaver.leave(deadline).await
+    }
+
+    /// How far the latest hand-off got (for a leave cut short).
+    pub fn leave_progress(&self) -> String {
+        self.leaver.progress()
     }
 
     /// Waits until the node has stopped (after a shutdown from elsewhere).
@@ -130,11 +169,20 @@ pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, No
     let watcher = sh.clone();
     sh.tasks
         .spawn(async move { crate::peers::watch_down(&watcher.peers, &watcher.stop).await });
+    // Members send a joining node its keys over the listener, so the join
+    // finishes only now; until then it takes writes but answers no reads.
+    if crate::lifecycle::is_joining(&sh)
+        && let Err(e) = crate::lifecycle::finish_join(&sh).await
+    {
+        tracing::warn!(error = %e, "join not finished; retrying in the background");
+        sh.tasks.spawn(crate::lifecycle::keep_joining(sh.clone()));
+    }
     Ok(NodeHandle {
         name,
         addr,
         stop: sh.stop.clone(),
         tasks: sh.tasks.clone(),
+        leaver: Arc::new(sh.clone()),
     })
 }
 

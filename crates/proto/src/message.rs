@@ -8,7 +8,7 @@
 //! Variants are only ever appended: postcard encodes an enum by its index.
 
 use bytes::Bytes;
-use mydht_ring::{Member, NodeId};
+use mydht_ring::{Member, MemberState, NodeId};
 use serde::{Deserialize, Serialize};
 
 use crate::{ErrorReply, Timestamp, Version, WriteId};
@@ -204,6 +204,24 @@ pub enum Request {
     /// The ring's member list, without joining: how a client learns other
     /// nodes to fall back on. Answered with [`Response::Members`].
     Members,
+    /// A member announces that `node` is now in `state` (joining → up,
+    /// up → leaving) at ring epoch `epoch`; applied unless the receiver's
+    /// view is already newer. Answered with [`Response::Done`].
+    SetState {
+        /// The member whose state changed.
+        node: NodeId,
+        /// Its new state.
+        state: MemberState,
+        /// The ring epoch that includes the change.
+        epoch: u64,
+    },
+    /// Send `node` (a joining member) the keys it gained by joining, from
+    /// this node's store; answered with [`Response::Done`] once they are
+    /// there.
+    Handoff {
+        /// The joining member.
+        node: NodeId,
+    },
 }
 
 /// What a node holds of a key: told apart, unlike haskey's `0.0`.

@@ -92,10 +92,16 @@ fn request_variant_indices_are_stable() {
         Request::ReplicaFetch { key: key.clone() },
         Request::ReplicaProbe { key },
         Request::Members,
+        Request::SetState {
+            node: node(),
+            state: mydht_ring::MemberState::Up,
+            epoch: 2,
+        },
+        Request::Handoff { node: node() },
     ];
     let tags: Vec<u8> = requests.iter().map(tag).collect();
-    assert_eq!(tags, (0..15).collect::<Vec<u8>>());
-    assert_eq!(REQUEST_KINDS, 15);
+    assert_eq!(tags, (0..17).collect::<Vec<u8>>());
+    assert_eq!(REQUEST_KINDS, 17);
 }
 
 #[test]

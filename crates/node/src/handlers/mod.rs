@@ -8,6 +8,7 @@ mod get;
 mod purge;
 mod remove;
 pub(crate) mod replica;
+mod state;
 mod write;
 
 use std::sync::Arc;
@@ -81,9 +82,9 @@ pub(crate) async fn handle<S: Store>(
         Request::Purge => purge::purge(sh).await,
         Request::Balance { forwarded } => balance::balance(sh, forwarded).await,
         Request::Remove { node, forwarded } => remove::remove(sh, node, forwarded).await,
-        Request::Leave { .. } => Reply::error(ErrorReply::BadRequest {
-            reason: "leave is not supported by this release".into(),
-        }),
+        Request::Leave { node } => state::leave(sh, node).await,
+        Request::SetState { node, state, epoch } => state::set_state(sh, node, state, epoch).await,
+        Request::Handoff { node } => state::handoff(sh, node).await,
     }
 }
 

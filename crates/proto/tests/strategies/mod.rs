@@ -37,16 +37,7 @@ pub fn payload() -> impl Strategy<Value = Payload> {
 }
 
 pub fn member() -> impl Strategy<Value = Member> {
-    (
-        node_id(),
-        prop_oneof![
-            Just(MemberState::Joining),
-            Just(MemberState::Up),
-            Just(MemberState::Leaving),
-            Just(MemberState::Removed),
-        ],
-    )
-        .prop_map(|(id, state)| Member::new(id, state))
+    (node_id(), member_state()).prop_map(|(id, state)| Member::new(id, state))
 }
 
 pub fn request() -> impl Strategy<Value = Request> {
@@ -97,6 +88,18 @@ pub fn request() -> impl Strategy<Value = Request> {
         key().prop_map(|key| Request::ReplicaFetch { key }),
         key().prop_map(|key| Request::ReplicaProbe { key }),
         Just(Request::Members),
+        (node_id(), member_state(), any::<u64>())
+            .prop_map(|(node, state, epoch)| Request::SetState { node, state, epoch }),
+        node_id().prop_map(|node| Request::Handoff { node }),
+    ]
+}
+
+pub fn member_state() -> impl Strategy<Value = MemberState> {
+    prop_oneof![
+        Just(MemberState::Joining),
+        Just(MemberState::Up),
+        Just(MemberState::Leaving),
+        Just(MemberState::Removed),
     ]
 }
 

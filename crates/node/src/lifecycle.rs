@@ -1,0 +1,229 @@
+//! A member's own comings and goings: finishing a join once its data has
+//! arrived, and leaving with a hand-off.
+//!
+//! A joining node is in every write set but in no read set. It asks each
+//! member for the keys it gained (`Handoff`; each key comes from its first
+//! holder only), and once every member has answered it becomes up and says
+//! so to all. Leaving is the mirror: the node becomes leaving (still read,
+//! and its successors already receive writes), sends each of its keys to the
+//! members that own it once it is gone, then marks itself removed and tells
+//! everyone. A node that left is refused if it restarts on the same data
+//! dir, like a removed one.
+//!
+//! Announcements go member by member with the request deadline; a member
+//! that misses one keeps its older view until the next change reaches it
+//! (versioned gossip that repairs missed announcements comes later).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mydht_proto::{Request, Response};
+use mydht_ring::{MemberState, NodeId};
+use mydht_store::Store;
+use thiserror::Error;
+use tokio::task::JoinSet;
+
+use crate::membership::ring_with;
+use crate::movement::{self, Pass};
+use crate::shared::Shared;
+
+/// Why a leave did not hand everything off.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum LeaveError {
+    /// The deadline passed before every key was handed off.
+    #[error(
+        "the hand-off did not finish within {deadline:?}: {checked} of about {total} keys checked; the rest are only on this node's data dir and their other replicas"
+    )]
+    Deadline {
+        /// The deadline.
+        deadline: Duration,
+        /// Keys looked at before it passed.
+        checked: u64,
+        /// Keys held when the leave began.
+        total: u64,
+    },
+    /// Some members could not take their keys.
+    #[error("the hand-off failed for {failed}; the ring still lists this node as leaving")]
+    Failed {
+        /// Each member with what went wrong.
+        failed: String,
+    },
+    /// The membership could not be changed or saved.
+    #[error("cannot change membership: {reason}")]
+    Membership {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// What a finished leave did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaveReport {
+    /// Keys looked at.
+    pub checked: u64,
+    /// Keys sent to their new owners.
+    pub sent: u64,
+    /// Value bytes sent.
+    pub bytes: u64,
+}
+
+fn others<S: Store>(sh: &Shared<S>) -> Vec<NodeId> {
+    sh.members
+        .ring()
+        .members()
+        .iter()
+        .filter(|m| m.state() != MemberState::Removed && m.id() != sh.members.me())
+        .map(|m| m.id().clone())
+        .collect()
+}
+
+/// Sends `request` to every other member with `deadline`; returns the
+/// failures.
+async fn tell_all<S: Store>(
+    sh: &Arc<Shared<S>>,
+    request: &Request,
+    deadline: Duration,
+) -> Vec<String> {
+    let mut set = JoinSet::new();
+    for node in others(sh) {
+        let (sh, request) = (sh.clone(), request.clone());
+        set.spawn(async move {
+            match sh.peers.call_within(&node, request, deadline).await {
+                Ok(Response::Done) => Ok(()),
+                Ok(Response::Error(e)) => Err(format!("{node}: {e}")),
+                Ok(other) => Err(format!("{node}: unexpected answer {other:?}")),
+                Err(e) => Err(e),
+            }
+        });
+    }
+    let mut failed = Vec::new();
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed.push(e),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    failed
+}
+
+/// Sets this node's state and announces it to every other member.
+async fn announce<S: Store>(sh: &Arc<Shared<S>>, state: MemberState) -> Result<(), String> {
+    let me = sh.members.me().clone();
+    let (_, ring, _) = sh.members.set_state(&me, state, 0).await?;
+    let request = if state == MemberState::Removed {
+        Request::Leave { node: me }
+    } else {
+        Request::SetState {
+            node: me,
+            state,
+            epoch: ring.epoch(),
+        }
+    };
+    let failed = tell_all(sh, &request, sh.cfg.request_timeout).await;
+    if !failed.is_empty() {
+        tracing::warn!(?state, failed = %failed.join("; "), "state announcement not delivered");
+    }
+    Ok(())
+}
+
+/// Whether this node is joining (its data has not all arrived).
+pub(crate) fn is_joining<S: Store>(sh: &Shared<S>) -> bool {
+    sh.members
+        .ring()
+        .member(sh.members.me())
+        .is_some_and(|m| m.state() == MemberState::Joining)
+}
+
+/// Asks every member for the keys this node gained, then becomes up.
+pub(crate) async fn finish_join<S: Store>(sh: &Arc<Shared<S>>) -> Result<(), String> {
+    let request = Request::Handoff {
+        node: sh.members.me().clone(),
+    };
+    let failed = tell_all(sh, &request, sh.cfg.admin_timeout).await;
+    if !failed.is_empty() {
+        return Err(failed.join("; "));
+    }
+    announce(sh, MemberState::Up).await?;
+    tracing::info!(
+        epoch = sh.members.ring().epoch(),
+        "joined: data arrived, now up"
+    );
+    Ok(())
+}
+
+/// Keeps trying to finish the join until it succeeds or the node stops.
+pub(crate) async fn keep_joining<S: Store>(sh: Arc<Shared<S>>) {
+    while is_joining(&sh) {
+        tokio::select! {
+            () = sh.stop.cancelled() => return,
+            () = tokio::time::sleep(sh.cfg.down_after) => {}
+        }
+        match finish_join(&sh).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(error = %e, "join not finished yet; retrying"),
+        }
+    }
+}
+
+/// Leaves the ring: becomes leaving, hands every key off to the members
+/// that own it without this node, then becomes removed. A last member has
+/// nobody to hand off to and leaves nothing (its data stays in its dir).
+pub(crate) async fn leave<S: Store>(
+    sh: &Arc<Shared<S>>,
+    deadline: Duration,
+) -> Result<LeaveReport, LeaveError> {
+    let membership = |reason| LeaveError::Membership { reason };
+    let ring = sh.members.ring();
+    let holders = ring
+        .members()
+        .iter()
+        .filter(|m| m.id() != sh.members.me() && m.state().holds_data())
+        .count();
+    if holders == 0 {
+        tracing::info!("last member: nothing to hand off");
+        return Ok(LeaveReport {
+            checked: 0,
+            sent: 0,
+            bytes: 0,
+        });
+    }
+    announce(sh, MemberState::Leaving)
+        .await
+        .map_err(membership)?;
+    let ring = sh.members.ring();
+    let after = ring_with(&ring, sh.members.me(), MemberState::Removed).map_err(membership)?;
+    let total = {
+        let s = sh.store.stats();
+        s.live_keys + s.tombstones
+    };
+    let pass = movement::run(
+        sh,
+        Pass::Leave {
+            after: Arc::new(after),
+        },
+    );
+    let report = match tokio::time::timeout(deadline, pass).await {
+        Ok(r) => r,
+        Err(_) => {
+            return Err(LeaveError::Deadline {
+                deadline,
+                checked: sh.movement.checked(),
+                total,
+            });
+        }
+    };
+    if let Some(failed) = report.failures() {
+        return Err(LeaveError::Failed { failed });
+    }
+    announce(sh, MemberState::Removed)
+        .await
+        .map_err(membership)?;
+    tracing::info!(sent = report.sent, bytes = report.bytes, "left the ring");
+    Ok(LeaveReport {
+        checked: report.scanned,
+        sent: report.sent,
+        bytes: report.bytes,
+    })
+}
