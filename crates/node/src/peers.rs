@@ -99,7 +99,7 @@ impl Peers {
         f.last = now;
         if !f.down && (conclusive || now.duration_since(f.since) >= self.down_after) {
             f.down = true;
-            tracing::warn!(%node, "member marked down");
+            tracing::info!(%node, "member marked down");
         }
     }
 
