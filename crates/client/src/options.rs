@@ -19,6 +19,11 @@ pub struct ClientOptions {
     /// Whether to ask the first node reached for the member list, so that
     /// later calls can fall back on other nodes.
     pub learn_members: bool,
+    /// The largest value [`Client::get`](crate::Client::get) gathers in
+    /// memory; larger values are refused there and read with
+    /// [`Client::get_to_writer`](crate::Client::get_to_writer) or
+    /// [`Client::get_to_file`](crate::Client::get_to_file) instead.
+    pub max_in_memory: u64,
 }
 
 impl Default for ClientOptions {
@@ -29,6 +34,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(30),
             limits: Limits::default(),
             learn_members: true,
+            max_in_memory: 256 << 20,
         }
     }
 }

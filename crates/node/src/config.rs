@@ -38,6 +38,8 @@ pub struct NodeConfig {
     pub max_connections: usize,
     /// How long a member that refused a connection is skipped.
     pub down_backoff: Duration,
+    /// The largest value accepted, in bytes.
+    pub max_value_len: u64,
 }
 
 impl NodeConfig {
@@ -57,6 +59,7 @@ impl NodeConfig {
             handshake_timeout: Duration::from_secs(10),
             max_connections: 4096,
             down_backoff: Duration::from_secs(1),
+            max_value_len: 1 << 40,
         }
     }
 }
