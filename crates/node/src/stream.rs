@@ -4,7 +4,9 @@
 //! memory, from this node's store, or relayed from another node), and
 //! [`PieceReader`], which feeds pieces from a channel to a store's
 //! `put_stream` and fails (so nothing becomes visible) if the pieces stop
-//! before their end.
+//! before their end. [`ValueIn`] puts a binary request body and an HTTP
+//! request body behind one interface, so the coordinator streams both the
+//! same way.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -197,6 +199,82 @@ impl Source {
                 }
                 Ok(Some(chunk.data))
             }
+        }
+    }
+}
+
+/// An HTTP request body, cut into pieces of at most a chunk, each awaited
+/// within a deadline (a client that stalls is cut off), the total checked
+/// against the announced length and the size cap.
+pub(crate) struct HttpIn {
+    pub body: axum::body::BodyDataStream,
+    pub pending: Bytes,
+    pub chunk_size: usize,
+    pub received: u64,
+    pub len: Option<u64>,
+    pub max: u64,
+    pub deadline: std::time::Duration,
+    pub ended: bool,
+}
+
+impl HttpIn {
+    async fn next(&mut self) -> Result<Option<Bytes>, ErrorReply> {
+        use futures_core::Stream;
+        while self.pending.is_empty() && !self.ended {
+            let frame = std::future::poll_fn(|cx| Pin::new(&mut self.body).poll_next(cx));
+            match tokio::time::timeout(self.deadline, frame).await {
+                Err(_) => {
+                    return Err(ErrorReply::BadRequest {
+                        reason: format!("no body data within {:?}", self.deadline),
+                    });
+                }
+                Ok(None) => self.ended = true,
+                Ok(Some(Err(e))) => {
+                    return Err(ErrorReply::BadRequest {
+                        reason: format!("reading the body: {e}"),
+                    });
+                }
+                Ok(Some(Ok(b))) => {
+                    self.received += b.len() as u64;
+                    let cap = self.len.unwrap_or(self.max).min(self.max);
+                    if self.received > cap {
+                        return Err(ErrorReply::TooLarge {
+                            what: Limited::Value,
+                            size: self.received,
+                            max: cap,
+                        });
+                    }
+                    self.pending = b;
+                }
+            }
+        }
+        if self.pending.is_empty() {
+            if let Some(len) = self.len
+                && self.received != len
+            {
+                return Err(ErrorReply::BadRequest {
+                    reason: format!("body ended after {} of {len} bytes", self.received),
+                });
+            }
+            return Ok(None);
+        }
+        let n = self.pending.len().min(self.chunk_size);
+        Ok(Some(self.pending.split_to(n)))
+    }
+}
+
+/// A value arriving from a client, over either protocol.
+pub(crate) enum ValueIn {
+    Binary(Incoming),
+    Http(Box<HttpIn>),
+}
+
+impl ValueIn {
+    /// The next piece of at most a chunk, `None` after the last.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, ErrorReply> {
+        match self {
+            Self::Binary(i) => i.next().await,
+            Self::Http(h) => h.next().await,
         }
     }
 }

@@ -3,9 +3,9 @@
 //! into frames.
 
 mod admin;
-mod get;
+pub(crate) mod get;
 pub(crate) mod replica;
-mod write;
+pub(crate) mod write;
 
 use std::sync::Arc;
 

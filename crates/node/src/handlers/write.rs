@@ -28,7 +28,7 @@ use super::Reply;
 use super::replica::{store_on, store_stream_on};
 use crate::dedup::Claim;
 use crate::shared::Shared;
-use crate::stream::{BodyIn, Incoming, Piece};
+use crate::stream::{BodyIn, Incoming, Piece, ValueIn};
 
 pub(crate) async fn put<S: Store>(sh: &Arc<Shared<S>>, put: Put, body: Option<BodyIn>) -> Reply {
     let len = match put.value {
@@ -52,14 +52,35 @@ pub(crate) async fn put<S: Store>(sh: &Arc<Shared<S>>, put: Put, body: Option<Bo
         Ok(i) => i,
         Err(e) => return Reply::error(e),
     };
-    let write = Write::Stream(len, incoming);
+    let write = Write::Stream(len, ValueIn::Binary(incoming));
     Reply::Plain(coordinate(sh, put.key, write, put.write_id, put.seen, put.w).await)
+}
+
+/// A put arriving over HTTP: streamed like a binary one; the node names the
+/// write, since an HTTP client sends no write id.
+pub(crate) async fn put_http<S: Store>(
+    sh: &Arc<Shared<S>>,
+    key: Bytes,
+    len: Option<u64>,
+    value: ValueIn,
+    write_id: WriteId,
+) -> Response {
+    coordinate(sh, key, Write::Stream(len, value), write_id, None, None).await
+}
+
+/// A delete arriving over HTTP.
+pub(crate) async fn del_http<S: Store>(
+    sh: &Arc<Shared<S>>,
+    key: Bytes,
+    write_id: WriteId,
+) -> Response {
+    coordinate(sh, key, Write::Tombstone, write_id, None, None).await
 }
 
 /// What a write stores.
 enum Write {
     Value(Bytes),
-    Stream(Option<u64>, Incoming),
+    Stream(Option<u64>, ValueIn),
     Tombstone,
 }
 
@@ -188,7 +209,7 @@ async fn fan_out<S: Store>(
     key: &Bytes,
     version: &Version,
     len: Option<u64>,
-    mut incoming: Incoming,
+    mut incoming: ValueIn,
     targets: Vec<NodeId>,
     counted: &[NodeId],
     w: usize,
