@@ -179,7 +179,7 @@ fn parse(command: Command) -> Result<(Op, Target), ExitCode> {
         Command::Del { key, target } => (Op::Del { key }, target),
         Command::Haskey { key, target } => (Op::HasKey { key }, target),
         Command::Whereis { key, target } => (Op::Whereis { key }, target),
-        Command::Node(_) => return Err(usage("not a client command")),
+        Command::Node(_) | Command::Bench(_) => return Err(usage("not a client command")),
     })
 }
 
