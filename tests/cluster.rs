@@ -316,22 +316,6 @@ async fn bad_input_gets_typed_errors() {
         matches!(reply, Response::Error(ErrorReply::TooLarge { .. })),
         "{reply:?}"
     );
-    let big = Bytes::from(vec![0u8; (mydht_proto::MAX_IN_MEMORY_VALUE + 1) as usize]);
-    let err = c
-        .put("big", big)
-        .await
-        .expect_err("value over the in-memory limit");
-    assert!(
-        matches!(err, ClientError::Invalid(ErrorReply::TooLarge { .. })),
-        "{err:?}"
-    );
-    // A value between the chunk size and the limit streams through.
-    let medium = Bytes::from((0..700_000u32).map(|i| (i % 253) as u8).collect::<Vec<_>>());
-    c.put("medium", medium.clone()).await.expect("streamed put");
-    assert_eq!(
-        c.get("medium").await.expect("get").expect("found").bytes,
-        medium
-    );
     // The connection and node survive all of this.
     c.put("after", "ok").await.expect("still serving");
     cluster.shutdown().await;
@@ -426,4 +410,238 @@ async fn the_client_moves_to_another_node_but_haskey_does_not() {
         "{err}"
     );
     cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_values_stream_through_every_replica() {
+    let cluster = Cluster::start(3, 3).await;
+    // Several chunks each way, through a coordinator and two other replicas.
+    let value = Bytes::from(
+        (0..3_000_000u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<_>>(),
+    );
+    let version = cluster
+        .client(0)
+        .put("big", value.clone())
+        .await
+        .expect("streamed put");
+    for i in 0..3 {
+        let got = cluster
+            .client(i)
+            .get("big")
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(got.version, version);
+        assert!(got.bytes == value, "node {i} returned different bytes");
+    }
+    // Files both ways, with progress reported.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, &value[..2_500_000]).expect("write");
+    let moved = std::sync::atomic::AtomicU64::new(0);
+    let report = |n: u64| moved.store(n, std::sync::atomic::Ordering::Relaxed);
+    cluster
+        .client(1)
+        .put_file("file", &src, mydht_client::WriteOptions::default(), &report)
+        .await
+        .expect("put_file");
+    assert_eq!(moved.load(std::sync::atomic::Ordering::Relaxed), 2_500_000);
+    let dst = dir.path().join("dst.bin");
+    let found = cluster
+        .client(2)
+        .get_to_file("file", &dst, mydht_client::ReadOptions::default(), &|_| {})
+        .await
+        .expect("get_to_file");
+    assert!(found.is_some());
+    assert!(std::fs::read(&dst).expect("read") == value[..2_500_000]);
+    let missing = dir.path().join("missing.bin");
+    let none = cluster
+        .client(2)
+        .get_to_file(
+            "nope",
+            &missing,
+            mydht_client::ReadOptions::default(),
+            &|_| {},
+        )
+        .await
+        .expect("get_to_file");
+    assert!(none.is_none() && !missing.exists());
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_over_the_node_limit_is_refused_early() {
+    let mut cfg = common::config(None, 1);
+    cfg.max_value_len = 1 << 20;
+    let node = mydht_node::start(cfg, mydht_store::MemoryStore::new())
+        .await
+        .expect("node");
+    let client = mydht_client::Client::new([node.name().to_string()]).expect("client");
+    let big = Bytes::from(vec![7u8; 3 << 20]);
+    let err = client.put("big", big).await.expect_err("over the limit");
+    assert!(
+        matches!(err, ClientError::Remote(ErrorReply::TooLarge { .. })),
+        "{err:?}"
+    );
+    // The refusal came before the whole value was sent, and the node and
+    // the connection still serve.
+    client.put("small", "ok").await.expect("still serving");
+    assert_eq!(
+        &client
+            .get("small")
+            .await
+            .expect("get")
+            .expect("found")
+            .bytes[..],
+        b"ok"
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(10), node.shutdown())
+        .await
+        .expect("shuts down");
+}
+
+/// Yields `len` bytes of a pattern, stopping at `pause` until released, so a
+/// test can act in the middle of an upload.
+struct Gated {
+    left: usize,
+    pos: usize,
+    pause: usize,
+    gate: std::sync::Arc<std::sync::Mutex<(bool, Option<std::task::Waker>)>>,
+    reached: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl tokio::io::AsyncRead for Gated {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        if me.pos >= me.pause {
+            let mut gate = me.gate.lock().expect("gate");
+            if !gate.0 {
+                gate.1 = Some(cx.waker().clone());
+                if let Some(tx) = me.reached.take() {
+                    let _ = tx.send(());
+                }
+                return std::task::Poll::Pending;
+            }
+        }
+        let limit = if me.pos < me.pause {
+            me.pause - me.pos
+        } else {
+            usize::MAX
+        };
+        let n = me.left.min(buf.remaining()).min(64 * 1024).min(limit);
+        let bytes: Vec<u8> = (me.pos..me.pos + n).map(|i| (i % 249) as u8).collect();
+        buf.put_slice(&bytes);
+        me.left -= n;
+        me.pos += n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_mid_upload_does_not_fail_the_put() {
+    let mut cluster = Cluster::start(3, 3).await;
+    let (key, replicas) = cluster.key_where(|_| true).await;
+    let coordinator = cluster.index_of(&replicas[0]);
+    let victim = cluster.index_of(&replicas[2]);
+    const LEN: usize = 24 << 20;
+    let gate = std::sync::Arc::new(std::sync::Mutex::new((false, None)));
+    let (reached_tx, reached) = tokio::sync::oneshot::channel();
+    let reader = Gated {
+        left: LEN,
+        pos: 0,
+        pause: LEN / 3,
+        gate: gate.clone(),
+        reached: Some(reached_tx),
+    };
+    let client = cluster.client(coordinator);
+    let upload = tokio::spawn({
+        let (client, key) = (client.clone(), key.clone());
+        async move {
+            client
+                .put_reader(&key, reader, mydht_client::WriteOptions::default(), &|_| {})
+                .await
+        }
+    });
+    // A third of the value is on its way to every replica; stop one.
+    reached.await.expect("the upload reached the pause");
+    cluster.stop(victim).await;
+    let waker = {
+        let mut g = gate.lock().expect("gate");
+        g.0 = true;
+        g.1.take()
+    };
+    if let Some(w) = waker {
+        w.wake();
+    }
+    let version = upload
+        .await
+        .expect("task")
+        .expect("W = 2 replicas still took it all");
+    let got = client.get(&key).await.expect("get").expect("found");
+    assert_eq!(got.version, version);
+    assert_eq!(got.bytes.len(), LEN);
+    assert!(
+        got.bytes
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == (i % 249) as u8)
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_http_client_is_cut_off_while_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cfg = common::config(None, 1);
+    cfg.handshake_timeout = std::time::Duration::from_millis(500);
+    let node = mydht_node::start(cfg, mydht_store::MemoryStore::new())
+        .await
+        .expect("node");
+    let addr = node.local_addr();
+    // Half a request line, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"GET / HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    // Meanwhile a whole request is answered at once.
+    let mut quick = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    quick
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        quick.read_to_string(&mut answer),
+    )
+    .await
+    .expect("served while the slow one waits")
+    .expect("read");
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok\n"),
+        "{answer}"
+    );
+    // The slow one is closed by the node (end of stream or reset) once the
+    // header deadline passes, not before.
+    let started = tokio::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        slow.read_to_end(&mut rest),
+    )
+    .await
+    .expect("the node closes the slow connection");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(300),
+        "closed before its deadline"
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(10), node.shutdown())
+        .await
+        .expect("shuts down");
 }

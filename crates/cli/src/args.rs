@@ -68,6 +68,36 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Load a node like redis-benchmark: ops/s and latency per test.
+    #[command(disable_help_flag = true)]
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Parallel connections.
+    #[arg(short = 'c', default_value_t = 50)]
+    pub connections: usize,
+    /// Total requests per test.
+    #[arg(short = 'n', default_value_t = 100_000)]
+    pub requests: usize,
+    /// Value size in bytes.
+    #[arg(short = 'd', default_value_t = 3)]
+    pub size: usize,
+    /// Tests to run, comma separated: put, get.
+    #[arg(short = 't', default_value = "put,get")]
+    pub tests: String,
+    /// Use random keys from 0 to KEYSPACE-1 (otherwise one key).
+    #[arg(short = 'r')]
+    pub keyspace: Option<u64>,
+    /// Requests in flight per connection.
+    #[arg(short = 'P', default_value_t = 1)]
+    pub pipeline: usize,
+    /// One CSV line per test: "test","rps","p50_ms","p99_ms","p999_ms".
+    #[arg(long = "csv")]
+    pub csv: bool,
 }
 
 /// The node a command talks to.

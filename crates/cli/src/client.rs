@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bytes::Bytes;
-use mydht_client::{Client, ClientError};
+use indicatif::{ProgressBar, ProgressStyle};
+use mydht_client::{Client, ClientError, ReadOptions, WriteOptions};
 use mydht_proto::ErrorReply;
 
 use crate::args::{Command, Target};
@@ -47,23 +48,56 @@ pub async fn run(command: Command) -> ExitCode {
     };
     match op {
         Op::Put { key, value } => {
-            let bytes = match value {
-                Source::Text(t) => Bytes::from(t),
-                Source::File(path) => match tokio::fs::read(&path).await {
-                    Ok(b) => Bytes::from(b),
-                    Err(e) => {
-                        eprintln!("mydht: cannot read {}: {e}", path.display());
-                        return ExitCode::from(1);
-                    }
-                },
+            let result = match value {
+                Source::Text(t) => client.put(&key, Bytes::from(t)).await,
+                Source::File(path) => {
+                    let len = std::fs::metadata(&path).map(|m| m.len()).ok();
+                    let bar = progress_bar(len);
+                    let result = client
+                        .put_file(&key, &path, WriteOptions::default(), &|n| {
+                            bar.set_position(n)
+                        })
+                        .await;
+                    bar.finish_and_clear();
+                    result
+                }
             };
-            match client.put(&key, bytes).await {
+            match result {
                 Ok(_) => say(&format!("PUT OK {key}")),
                 Err(e) => fail(&e),
             }
         }
-        Op::Get { key, out } => match client.get(&key).await {
-            Ok(Some(v)) => write_value(&v.bytes, out),
+        Op::Get {
+            key,
+            out: Some(path),
+        } => {
+            let bar = progress_bar(None);
+            let result = client
+                .get_to_file(&key, &path, ReadOptions::default(), &|n| {
+                    bar.set_position(n)
+                })
+                .await;
+            bar.finish_and_clear();
+            match result {
+                Ok(Some(_)) => ExitCode::SUCCESS,
+                Ok(None) => fail(&ClientError::Remote(ErrorReply::NotFound)),
+                Err(e) => fail(&e),
+            }
+        }
+        Op::Get { key, out: None } if !std::io::stdout().is_terminal() => {
+            // Into a pipe or file: byte for byte, streamed.
+            let mut stdout = tokio::io::stdout();
+            match client
+                .get_to_writer(&key, &mut stdout, ReadOptions::default(), &|_| {})
+                .await
+            {
+                Ok(Some(_)) => ExitCode::SUCCESS,
+                Ok(None) => fail(&ClientError::Remote(ErrorReply::NotFound)),
+                Err(e) => fail(&e),
+            }
+        }
+        Op::Get { key, out: None } => match client.get(&key).await {
+            Ok(Some(v)) => write_value(&v.bytes),
             Ok(None) => fail(&ClientError::Remote(ErrorReply::NotFound)),
             Err(e) => fail(&e),
         },
@@ -168,7 +202,7 @@ fn parse(command: Command) -> Result<(Op, Target), ExitCode> {
         Command::Del { key, target } => (Op::Del { key }, target),
         Command::Haskey { key, target } => (Op::HasKey { key }, target),
         Command::Whereis { key, target } => (Op::Whereis { key }, target),
-        Command::Node(_) => return Err(usage("not a client command")),
+        Command::Node(_) | Command::Bench(_) => return Err(usage("not a client command")),
     })
 }
 
@@ -180,28 +214,18 @@ fn say(line: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn write_value(bytes: &[u8], out: Option<PathBuf>) -> ExitCode {
-    if let Some(path) = out {
-        return match std::fs::write(&path, bytes) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("mydht: cannot write {}: {e}", path.display());
-                ExitCode::from(1)
-            }
-        };
-    }
-    // On a terminal the value ends its line, as the seed printed it; into a
-    // pipe or file it goes byte for byte.
-    let stdout = std::io::stdout();
-    if stdout.is_terminal() && bytes.len() > TERMINAL_MAX {
+/// A value for a terminal: printed with a newline, as the seed did, unless
+/// it is too long to read there.
+fn write_value(bytes: &[u8]) -> ExitCode {
+    if bytes.len() > TERMINAL_MAX {
         eprintln!(
             "mydht: the value is {} bytes; use -o FILE to save it",
             bytes.len()
         );
         return ExitCode::SUCCESS;
     }
-    let newline = stdout.is_terminal() && !bytes.ends_with(b"\n");
-    let mut out = stdout.lock();
+    let mut out = std::io::stdout().lock();
+    let newline = !bytes.ends_with(b"\n");
     let written = out
         .write_all(bytes)
         .and_then(|()| {
@@ -216,6 +240,23 @@ fn write_value(bytes: &[u8], out: Option<PathBuf>) -> ExitCode {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+/// A progress bar with rate and ETA on a terminal; hidden elsewhere.
+fn progress_bar(len: Option<u64>) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = match len {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::no_length(),
+    };
+    let style = ProgressStyle::with_template(
+        "{bytes}/{total_bytes} {wide_bar} {binary_bytes_per_sec} eta {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
 }
 
 /// One line on stderr, and DESIGN.md's exit code.

@@ -1,6 +1,6 @@
 //! The `mydht` command: `mydht node` runs a node, `mydht client` (or the
 //! plain subcommands `put`, `get`, `del`, `haskey`, `whereis`) talks to a
-//! cluster.
+//! cluster, and `mydht bench` loads it.
 //!
 //! It accepts the seed's flags and prints the seed's answers, so the seed
 //! README's walkthrough works with `python mydhtserver.py` replaced by
@@ -11,6 +11,7 @@
 //! by `mydht-node` and `mydht-client`; this is a thin layer over them.
 
 mod args;
+mod bench;
 mod client;
 mod node;
 
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.command {
             Command::Node(args) => node::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
             other => client::run(other).await,
         }
     })

@@ -152,3 +152,60 @@ fn startup_errors_are_one_line() {
         "{err}"
     );
 }
+
+#[test]
+fn bench_prints_one_csv_line_per_test() {
+    let dir = temp_dir();
+    let node = NodeProc::start(0, &dir.path().join("n"), &["--memory"]);
+    let o = mydht(&[
+        "bench",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &node.port_arg(),
+        "-c",
+        "4",
+        "-n",
+        "400",
+        "-d",
+        "100",
+        "-r",
+        "50",
+        "-P",
+        "2",
+        "-t",
+        "put,get",
+        "--csv",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "\"test\",\"rps\",\"p50_ms\",\"p99_ms\",\"p999_ms\""
+    );
+    assert_eq!(lines.len(), 3, "{out}");
+    for (line, test) in lines[1..].iter().zip(["PUT", "GET"]) {
+        let fields: Vec<&str> = line.split(',').map(|f| f.trim_matches('"')).collect();
+        assert_eq!(fields[0], test);
+        let numbers: Vec<f64> = fields[1..]
+            .iter()
+            .map(|f| f.parse().expect("a number"))
+            .collect();
+        assert!(numbers[0] > 0.0, "{line}");
+        assert!(
+            numbers[1] <= numbers[2] && numbers[2] <= numbers[3],
+            "{line}"
+        );
+    }
+    // The keys it wrote are there.
+    let o = mydht(&[
+        "haskey",
+        "key:000000000007",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &node.port_arg(),
+    ]);
+    assert!(o.status.success());
+}

@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 use mydht_proto::conn::{Connection, payload_for};
 use mydht_proto::{
-    Del, ErrorReply, Get, Hello, Limited, MAX_IN_MEMORY_VALUE, Members, Peer, Put, Request,
-    Response, Timestamp, Version, WriteId,
+    Del, ErrorReply, Get, Hello, Members, Peer, Put, Request, Response, Timestamp, Version, WriteId,
 };
 use mydht_ring::NodeId;
 use tokio::net::TcpStream;
@@ -115,13 +114,6 @@ impl Client {
     ) -> Result<Version, ClientError> {
         let key = self.key(key.as_ref())?;
         let value: Bytes = value.into();
-        if value.len() as u64 > MAX_IN_MEMORY_VALUE {
-            return Err(ClientError::Invalid(ErrorReply::TooLarge {
-                what: Limited::Value,
-                size: value.len() as u64,
-                max: MAX_IN_MEMORY_VALUE,
-            }));
-        }
         let write_id = self.next_write_id();
         let chunk_size = self.inner.opts.limits.chunk_size;
         let response = self
@@ -161,6 +153,7 @@ impl Client {
     ) -> Result<Option<Value>, ClientError> {
         let key = self.key(key.as_ref())?;
         let chunk_size = self.inner.opts.limits.chunk_size;
+        let max_in_memory = self.inner.opts.max_in_memory;
         let result = self
             .failover(false, |conn| {
                 let key = key.clone();
@@ -168,9 +161,7 @@ impl Client {
                     let mut ex = conn.request(Request::Get(Get { key, r: opts.r })).await?;
                     match ex.response().await? {
                         Response::Value { version, value } => {
-                            let bytes = ex
-                                .collect_value(value, MAX_IN_MEMORY_VALUE, chunk_size)
-                                .await?;
+                            let bytes = ex.collect_value(value, max_in_memory, chunk_size).await?;
                             Ok(Some(Value { bytes, version }))
                         }
                         Response::Error(ErrorReply::NotFound) => Ok(None),
@@ -247,6 +238,11 @@ impl Client {
         }
     }
 
+    /// The first known node.
+    pub(crate) fn primary(&self) -> String {
+        lock(&self.inner.nodes).first().cloned().unwrap_or_default()
+    }
+
     /// The ring's members as a node sees them.
     pub async fn members(&self) -> Result<Members, ClientError> {
         let response = self
@@ -263,7 +259,7 @@ impl Client {
         }
     }
 
-    fn key(&self, key: &[u8]) -> Result<Bytes, ClientError> {
+    pub(crate) fn key(&self, key: &[u8]) -> Result<Bytes, ClientError> {
         self.inner
             .opts
             .limits
@@ -272,18 +268,18 @@ impl Client {
         Ok(Bytes::copy_from_slice(key))
     }
 
-    fn next_write_id(&self) -> WriteId {
+    pub(crate) fn next_write_id(&self) -> WriteId {
         WriteId {
             client: self.inner.id,
             seq: self.inner.seq.fetch_add(1, Ordering::Relaxed),
         }
     }
 
-    fn seen(&self) -> Option<Version> {
+    pub(crate) fn seen(&self) -> Option<Version> {
         lock(&self.inner.seen).clone()
     }
 
-    fn saw(&self, version: Version) -> Version {
+    pub(crate) fn saw(&self, version: Version) -> Version {
         let mut seen = lock(&self.inner.seen);
         if seen.as_ref().is_none_or(|s| *s < version) {
             *seen = Some(version.clone());
@@ -354,7 +350,7 @@ impl Client {
         Err(ClientError::Unreachable { nodes: tried, last })
     }
 
-    async fn connection(&self, node: &str) -> Result<Connection, String> {
+    pub(crate) async fn connection(&self, node: &str) -> Result<Connection, String> {
         if let Some(c) = lock(&self.inner.conns).get(node)
             && !c.is_closed()
         {

@@ -24,6 +24,14 @@ pub enum ClientError {
     /// the limits).
     #[error(transparent)]
     Invalid(ErrorReply),
+    /// A local file or stream could not be read or written.
+    #[error("{what}: {source}")]
+    Local {
+        /// What was being done.
+        what: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
     /// A node's answer made no sense for the request.
     #[error("unexpected answer from {node}: {what}")]
     Unexpected {

@@ -25,13 +25,19 @@
 //! seen, so one client's writes stay in order even through different nodes.
 //! `haskey` asks one node about its own copy and is never moved to another.
 //!
+//! Values of any size stream: [`Client::put_file`], [`Client::put_reader`],
+//! [`Client::get_to_writer`] and [`Client::get_to_file`] move a value chunk
+//! by chunk under the protocol's flow control, never holding it whole. A
+//! streamed put is retried only when its source can be read again (a file,
+//! not a reader).
+//!
 //! This crate depends only on the ring and the wire protocol: it compiles no
-//! storage engine and no web framework. Values are held in memory here, up to
-//! [`MAX_IN_MEMORY_VALUE`](mydht_proto::MAX_IN_MEMORY_VALUE).
+//! storage engine and no web framework.
 
 mod admin;
 mod client;
 mod error;
+mod files;
 mod options;
 
 pub use client::{Client, Value};

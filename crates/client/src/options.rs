@@ -22,6 +22,11 @@ pub struct ClientOptions {
     /// How long to wait for an admin call (purge, balance, remove), which
     /// answers only once the cluster has moved the data it concerns.
     pub admin_timeout: Duration,
+    /// The largest value [`Client::get`](crate::Client::get) gathers in
+    /// memory; larger values are refused there and read with
+    /// [`Client::get_to_writer`](crate::Client::get_to_writer) or
+    /// [`Client::get_to_file`](crate::Client::get_to_file) instead.
+    pub max_in_memory: u64,
 }
 
 impl Default for ClientOptions {
@@ -33,6 +38,7 @@ impl Default for ClientOptions {
             limits: Limits::default(),
             learn_members: true,
             admin_timeout: Duration::from_secs(600),
+            max_in_memory: 256 << 20,
         }
     }
 }

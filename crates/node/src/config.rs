@@ -45,6 +45,8 @@ pub struct NodeConfig {
     /// An admin request (remove, balance, purge) forwarded to every member
     /// waits this long for each one to finish its data movement.
     pub admin_timeout: Duration,
+    /// The largest value accepted, in bytes.
+    pub max_value_len: u64,
 }
 
 impl NodeConfig {
@@ -66,6 +68,7 @@ impl NodeConfig {
             down_backoff: Duration::from_secs(1),
             down_after: Duration::from_secs(3),
             admin_timeout: Duration::from_secs(600),
+            max_value_len: 1 << 40,
         }
     }
 }

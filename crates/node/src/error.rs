@@ -9,7 +9,7 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum NodeError {
     /// The listen address could not be bound (taken, or not ours).
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: String,

@@ -14,10 +14,9 @@
 //! It does not parse command lines (that is `mydht`) and holds no client
 //! logic for other programs (that is `mydht-client`). The store is opened by
 //! the caller, which picks the engine. Leave with hand-off, remove, purge,
-//! balance, gossip and failure detection arrive with later work; values are
-//! held whole in memory up to
-//! [`MAX_IN_MEMORY_VALUE`](mydht_proto::MAX_IN_MEMORY_VALUE) until values
-//! stream end to end.
+//! balance, gossip and failure detection arrive with later work. Values larger
+//! than a chunk stream through the node under a per-stream window and are
+//! never held whole.
 
 mod config;
 mod dedup;
@@ -32,6 +31,7 @@ mod peers;
 mod server;
 mod session;
 mod shared;
+mod stream;
 
 pub use config::NodeConfig;
 pub use error::NodeError;

@@ -25,7 +25,7 @@ use mydht_ring::{NodeId, Placement, Ring};
 use mydht_store::{EntryMeta, Purge, PurgeRequest, Stamp, Store};
 use tokio::task::JoinSet;
 
-use crate::handlers::replica::{fetch_from, store_on};
+use crate::handlers::replica::copy_value;
 use crate::shared::Shared;
 
 /// Keys worked on at once by one pass.
@@ -420,13 +420,14 @@ async fn ensure<S: Store>(
     {
         return Ok(());
     }
-    let Some((version, value)) = fetch_from(sh, sh.members.me(), meta.key.clone()).await? else {
-        // Gone from this store since the scan (a purge raced it): nothing
-        // to send.
-        return Ok(());
+    // Streams large values in bounded memory; a key gone from this store
+    // since the scan (a purge raced it) sends nothing.
+    copy_value(sh, sh.members.me(), node, meta.key.clone()).await?;
+    let len = if meta.stamp.is_tombstone() {
+        0
+    } else {
+        meta.size
     };
-    let len = value.as_ref().map_or(0, |v| v.len() as u64);
-    store_on(sh, node, meta.key.clone(), version, value).await?;
     out.sent += 1;
     out.bytes += len;
     Ok(())

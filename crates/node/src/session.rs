@@ -9,27 +9,29 @@
 //! is answered with `ERR_UNKNOWN_COMMAND` and the connection goes on.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::BytesMut;
 use mydht_proto::io::{FrameReader, FrameWriter, IoError, accept_preface, write_frames};
 use mydht_proto::{
     Body, Chunk, CodecError, ErrorReply, Frame, FrameError, Limited, MAX_PROTOCOL_VERSION,
-    MIN_PROTOCOL_VERSION, PrefaceError, RequestId, Response, Welcome, split_chunks,
+    MIN_PROTOCOL_VERSION, PrefaceError, RequestId, Response, WINDOW, Welcome,
 };
 use mydht_store::Store;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use crate::handlers::{self, Reply, has_body};
 use crate::shared::Shared;
+use crate::stream::{BodyIn, Source};
 
 /// Frames queued for the writer before handlers wait.
 const OUTGOING_QUEUE: usize = 1024;
-/// Chunks buffered per streamed request value.
-const BODY_QUEUE: usize = 16;
+/// Chunks buffered per streamed request value: the sender's window, with
+/// room to spare.
+const BODY_QUEUE: usize = WINDOW as usize + 4;
 
 pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: TcpStream) {
     let (mut r, mut w) = stream.into_split();
@@ -89,6 +91,7 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: TcpStream) {
         }));
 
     let mut bodies: HashMap<u64, mpsc::Sender<Chunk>> = HashMap::new();
+    let credits = Credits::default();
     loop {
         let next = tokio::select! {
             () = sh.stop.cancelled() => break,
@@ -103,14 +106,18 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: TcpStream) {
                 let body = if has_body(&request) {
                     let (btx, brx) = mpsc::channel(BODY_QUEUE);
                     bodies.insert(id.0, btx);
-                    Some(brx)
+                    Some(BodyIn {
+                        id,
+                        rx: brx,
+                        out: tx.clone(),
+                    })
                 } else {
                     None
                 };
-                let (sh2, tx) = (sh.clone(), tx.clone());
+                let (sh2, tx, credits) = (sh.clone(), tx.clone(), credits.clone());
                 sh.tasks.spawn(async move {
                     let reply = handlers::handle(&sh2, request, body).await;
-                    send_reply(&tx, id, reply, sh2.cfg.limits.chunk_size).await;
+                    send_reply(&tx, id, reply, sh2.cfg.limits.chunk_size, &credits).await;
                 });
             }
             Ok(Some(Frame {
@@ -119,9 +126,11 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: TcpStream) {
             })) => {
                 let last = chunk.last;
                 if let Some(btx) = bodies.get(&id.0)
-                    && btx.send(chunk).await.is_err()
+                    && btx.try_send(chunk).is_err()
                 {
-                    // The handler gave up on the value (an error was sent).
+                    // The handler is gone (it answered already), or the
+                    // sender ignored its window: either way the rest of
+                    // this value has nowhere to go.
                     bodies.remove(&id.0);
                 }
                 if last {
@@ -130,13 +139,18 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: TcpStream) {
             }
             Ok(Some(Frame {
                 id,
+                body: Body::Ack(n),
+            })) => credits.grant(id, n),
+            Ok(Some(Frame {
+                id,
                 body: Body::Cancel,
             })) => {
                 bodies.remove(&id.0);
+                credits.revoke(id);
             }
             Ok(Some(Frame { id, .. })) => {
                 let reply = ErrorReply::BadRequest {
-                    reason: "only requests, chunks and cancels are accepted here".into(),
+                    reason: "only requests, chunks, acks and cancels are accepted here".into(),
                 };
                 let _ = tx.send(error_frame(id, reply)).await;
             }
@@ -166,29 +180,104 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: TcpStream) {
             }
         }
     }
-    // The writer finishes once every in-flight handler has replied and
-    // dropped its sender.
+    // Streams still being sent stop; the writer finishes once every
+    // in-flight handler has replied and dropped its sender.
+    credits.revoke_all();
+}
+
+/// The acknowledgements of streamed replies in flight, by request id.
+#[derive(Clone, Default)]
+struct Credits(Arc<Mutex<HashMap<u64, watch::Sender<u32>>>>);
+
+impl Credits {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, watch::Sender<u32>>> {
+        // Single map operations: a poisoned map is still consistent.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn open(&self, id: RequestId) -> watch::Receiver<u32> {
+        let (tx, rx) = watch::channel(0);
+        self.lock().insert(id.0, tx);
+        rx
+    }
+
+    fn grant(&self, id: RequestId, consumed: u32) {
+        if let Some(tx) = self.lock().get(&id.0) {
+            tx.send_modify(|c| *c = (*c).max(consumed));
+        }
+    }
+
+    /// The peer cancelled: the reply's sender stops at its next chunk.
+    fn revoke(&self, id: RequestId) {
+        self.lock().remove(&id.0);
+    }
+
+    fn revoke_all(&self) {
+        self.lock().clear();
+    }
 }
 
 fn error_frame(id: RequestId, e: ErrorReply) -> Frame {
     Frame::new(id, Body::Response(Response::Error(e)))
 }
 
-async fn send_reply(tx: &mpsc::Sender<Frame>, id: RequestId, reply: Reply, chunk_size: usize) {
-    match reply {
+async fn send_reply(
+    tx: &mpsc::Sender<Frame>,
+    id: RequestId,
+    reply: Reply,
+    chunk_size: usize,
+    credits: &Credits,
+) {
+    let (response, mut source) = match reply {
         Reply::Plain(r) => {
             let _ = tx.send(Frame::new(id, Body::Response(r))).await;
+            return;
         }
-        Reply::WithValue(r, bytes) => {
-            let streamed = mydht_proto::conn::response_streams(&r);
-            if tx.send(Frame::new(id, Body::Response(r))).await.is_err() || !streamed {
-                return;
-            }
-            for chunk in split_chunks(bytes, chunk_size) {
-                if tx.send(Frame::new(id, Body::Chunk(chunk))).await.is_err() {
-                    return;
-                }
-            }
+        Reply::Stream(r, source) => (r, source),
+    };
+    let mut acked = credits.open(id);
+    if tx
+        .send(Frame::new(id, Body::Response(response)))
+        .await
+        .is_ok()
+        && let Err(e) = stream_chunks(tx, id, &mut source, chunk_size, &mut acked).await
+    {
+        tracing::debug!(error = %e, "value stream abandoned");
+        let _ = tx.send(Frame::new(id, Body::Cancel)).await;
+    }
+    credits.revoke(id);
+}
+
+/// Sends the value's chunks, each only once the peer's acknowledgements
+/// leave room in the window.
+async fn stream_chunks(
+    tx: &mpsc::Sender<Frame>,
+    id: RequestId,
+    source: &mut Source,
+    chunk_size: usize,
+    acked: &mut watch::Receiver<u32>,
+) -> Result<(), String> {
+    let mut next = source.next(chunk_size).await?;
+    let mut seq = 0u32;
+    loop {
+        let data = next.take().unwrap_or_default();
+        next = if data.is_empty() {
+            None
+        } else {
+            source.next(chunk_size).await?
+        };
+        let last = next.is_none();
+        acked
+            .wait_for(|&a| seq < a.saturating_add(WINDOW))
+            .await
+            .map_err(|_| "cancelled by the peer".to_string())?;
+        let chunk = Chunk { seq, data, last };
+        tx.send(Frame::new(id, Body::Chunk(chunk)))
+            .await
+            .map_err(|_| "connection closed".to_string())?;
+        if last {
+            return Ok(());
         }
+        seq += 1;
     }
 }

@@ -26,11 +26,14 @@ use tokio_util::sync::CancellationToken;
 use crate::io::{FrameReader, FrameWriter, IoError, connect_preface, write_frames};
 use crate::{
     Body, Chunk, ChunkAssembler, ErrorReply, Frame, Hello, Limited, Limits, Payload, ReplicaEntry,
-    Request, RequestId, Response, StreamError, split_chunks,
+    Request, RequestId, Response, StreamError, WINDOW, split_chunks,
 };
 
-/// Frames buffered per exchange before the reader waits for its consumer.
-const EXCHANGE_QUEUE: usize = 16;
+/// Frames buffered per exchange: a full window of chunks plus the response
+/// and room for acknowledgements. A peer that sends beyond its window breaks
+/// the protocol and its exchange is dropped; the reader never waits on a
+/// slow consumer, so one stream cannot stall the others on the connection.
+const EXCHANGE_QUEUE: usize = WINDOW as usize + 8;
 /// Frames queued for the writer task.
 const OUTGOING_QUEUE: usize = 1024;
 
@@ -59,6 +62,10 @@ pub enum ConnError {
     /// A streamed value broke its announcement (order, size, length).
     #[error("bad value stream: {0}")]
     Stream(#[from] StreamError),
+    /// The peer answered before taking the whole request body; the answer
+    /// is what [`Exchange::response`] returns next.
+    #[error("the peer answered before the whole value was sent")]
+    Answered,
 }
 
 type Pending = Mutex<HashMap<u64, mpsc::Sender<Body>>>;
@@ -85,6 +92,7 @@ fn is_terminal(body: &Body) -> bool {
     match body {
         Body::Response(r) => !response_streams(r),
         Body::Chunk(c) => c.last,
+        Body::Ack(_) => false,
         _ => true,
     }
 }
@@ -218,6 +226,10 @@ impl Connection {
             id: RequestId(id),
             rx,
             done: false,
+            sent: 0,
+            acked: 0,
+            consumed: 0,
+            early: None,
         };
         self.send(Frame::new(RequestId(id), Body::Request(request)))
             .await?;
@@ -240,12 +252,20 @@ impl Connection {
 }
 
 /// One request in flight: receives its response and any chunks, and sends
-/// the chunks of a streamed request body.
+/// the chunks of a streamed request body, both under the stream window.
 pub struct Exchange {
     conn: Connection,
     id: RequestId,
     rx: mpsc::Receiver<Body>,
     done: bool,
+    /// Chunks of the request body sent so far.
+    sent: u32,
+    /// Chunks of the request body the peer has consumed.
+    acked: u32,
+    /// Chunks of the response body consumed here.
+    consumed: u32,
+    /// A response that arrived while sending the body (an early refusal).
+    early: Option<Response>,
 }
 
 impl Exchange {
@@ -254,8 +274,28 @@ impl Exchange {
         self.id
     }
 
-    /// Sends the next chunk of this request's streamed value.
-    pub async fn send_chunk(&self, chunk: Chunk) -> Result<(), ConnError> {
+    /// Sends the next chunk of this request's streamed value, first waiting
+    /// until the peer's acknowledgements leave room in the window. If the
+    /// peer answers before taking the whole value (a refusal), sending stops
+    /// with [`ConnError::Answered`] and [`response`](Self::response) returns
+    /// that answer.
+    pub async fn send_chunk(&mut self, chunk: Chunk) -> Result<(), ConnError> {
+        while self.sent >= self.acked.saturating_add(WINDOW) {
+            match self.recv().await? {
+                Body::Ack(n) => self.acked = self.acked.max(n),
+                Body::Response(r) => {
+                    self.early = Some(r);
+                    return Err(ConnError::Answered);
+                }
+                Body::Cancel => return Err(ConnError::Cancelled),
+                _ => {
+                    return Err(ConnError::Protocol {
+                        reason: "expected an acknowledgement",
+                    });
+                }
+            }
+        }
+        self.sent += 1;
         self.conn
             .send(Frame::new(self.id, Body::Chunk(chunk)))
             .await
@@ -275,35 +315,63 @@ impl Exchange {
 
     /// The response to the request.
     pub async fn response(&mut self) -> Result<Response, ConnError> {
-        match self.recv().await? {
-            Body::Response(r) => Ok(r),
-            Body::Cancel => Err(ConnError::Cancelled),
-            _ => Err(ConnError::Protocol {
-                reason: "expected a response",
-            }),
+        if let Some(r) = self.early.take() {
+            return Ok(r);
+        }
+        loop {
+            match self.recv().await? {
+                Body::Response(r) => return Ok(r),
+                // Late acknowledgements of a request body.
+                Body::Ack(_) => continue,
+                Body::Cancel => return Err(ConnError::Cancelled),
+                _ => {
+                    return Err(ConnError::Protocol {
+                        reason: "expected a response",
+                    });
+                }
+            }
         }
     }
 
-    /// The next chunk of a streamed response.
+    /// The next chunk of a streamed response; acknowledges it, which lets
+    /// the peer send another.
     pub async fn chunk(&mut self) -> Result<Chunk, ConnError> {
-        match self.recv().await? {
-            Body::Chunk(c) => Ok(c),
-            Body::Cancel => Err(ConnError::Cancelled),
-            _ => Err(ConnError::Protocol {
-                reason: "expected a chunk",
-            }),
+        loop {
+            match self.recv().await? {
+                Body::Chunk(c) => {
+                    self.consumed += 1;
+                    if !c.last {
+                        self.conn
+                            .send(Frame::new(self.id, Body::Ack(self.consumed)))
+                            .await?;
+                    }
+                    return Ok(c);
+                }
+                Body::Ack(_) => continue,
+                Body::Cancel => return Err(ConnError::Cancelled),
+                _ => {
+                    return Err(ConnError::Protocol {
+                        reason: "expected a chunk",
+                    });
+                }
+            }
         }
     }
 
     /// Sends `value` as the chunks of a streamed request body (after a request
     /// whose payload [`payload_for`] made `Streamed`); a no-op for an inline
-    /// value.
-    pub async fn send_value(&self, value: &Bytes, chunk_size: usize) -> Result<(), ConnError> {
+    /// value. If the peer answers before taking it all (a refusal), sending
+    /// stops and [`response`](Self::response) returns that answer.
+    pub async fn send_value(&mut self, value: &Bytes, chunk_size: usize) -> Result<(), ConnError> {
         if value.len() <= chunk_size {
             return Ok(());
         }
         for chunk in split_chunks(value.clone(), chunk_size) {
-            self.send_chunk(chunk).await?;
+            match self.send_chunk(chunk).await {
+                Ok(()) => {}
+                Err(ConnError::Answered) => return Ok(()),
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
     }
@@ -363,20 +431,22 @@ async fn read_loop<R: AsyncRead + Unpin>(
             f = reader.next() => f,
         };
         let Ok(Some(frame)) = frame else { break };
-        let Some(inner) = inner.upgrade() else { break };
+        let Some(shared) = inner.upgrade() else { break };
         let terminal = is_terminal(&frame.body);
         let tx = {
-            let mut pending = lock(&inner.pending);
+            let mut pending = lock(&shared.pending);
             if terminal {
                 pending.remove(&frame.id.0)
             } else {
                 pending.get(&frame.id.0).cloned()
             }
         };
-        drop(inner);
-        // An unknown id is an answer to a request already abandoned.
-        if let Some(tx) = tx {
-            let _ = tx.send(frame.body).await;
+        // An unknown id is an answer to a request already abandoned. A full
+        // queue means the peer ignored the window: drop that exchange.
+        if let Some(tx) = tx
+            && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(frame.body)
+        {
+            lock(&shared.pending).remove(&frame.id.0);
         }
     }
     closed.cancel();

@@ -42,9 +42,7 @@ pub use error::{ErrorCode, ErrorReply, Limited};
 pub use frame::{
     BODY_KINDS, Frame, FrameError, REQUEST_KINDS, decode_frame, encode_frame, frame_len,
 };
-pub use limits::{
-    DEFAULT_CHUNK_SIZE, DEFAULT_MAX_FRAME_LEN, Limits, MAX_IN_MEMORY_VALUE, MAX_KEY_LEN,
-};
+pub use limits::{DEFAULT_CHUNK_SIZE, DEFAULT_MAX_FRAME_LEN, Limits, MAX_KEY_LEN, WINDOW};
 pub use message::{
     Body, Chunk, Del, Get, Held, Hello, Members, Payload, Peer, Put, ReplicaEntry, Request,
     RequestId, Response, Welcome,

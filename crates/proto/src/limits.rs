@@ -11,10 +11,9 @@ use crate::{ErrorReply, Limited};
 pub const MAX_KEY_LEN: usize = 1024;
 /// Values up to this size travel inline; larger ones as chunks of this size.
 pub const DEFAULT_CHUNK_SIZE: usize = 256 * 1024;
-/// The largest value this release holds whole in memory on its way through
-/// a client or node; larger values are refused with
-/// [`ErrorReply::TooLarge`] until values stream end to end.
-pub const MAX_IN_MEMORY_VALUE: u64 = 1024 * 1024;
+/// Chunks a sender may have in flight on one stream beyond what the
+/// receiver has acknowledged consuming (see [`Body::Ack`](crate::Body)).
+pub const WINDOW: u32 = 8;
 /// The default hard limit on one frame: a full chunk plus room for a key,
 /// versions and member lists.
 pub const DEFAULT_MAX_FRAME_LEN: usize = DEFAULT_CHUNK_SIZE + 64 * 1024;

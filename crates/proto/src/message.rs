@@ -34,6 +34,12 @@ pub enum Body {
     /// The sender abandons the request or stream with this id (a timeout, or
     /// a lagging replica cut off); the receiver drops what it had of it.
     Cancel,
+    /// Flow control for the stream with this id: the receiver has consumed
+    /// this many of its chunks (a running count). A sender keeps at most
+    /// [`WINDOW`](crate::WINDOW) chunks beyond the last count it received in
+    /// flight, so a receiver never has to buffer more than that and one slow
+    /// stream never blocks the connection it shares with others.
+    Ack(u32),
 }
 
 /// Who is connecting.

@@ -135,11 +135,31 @@ async fn streamed_answers_arrive_whole_and_in_order() {
             .send(&Frame::new(f.id, Body::Response(head)))
             .await
             .expect("head");
-        for c in split_chunks(data, 7_000) {
+        // Keep to the window: chunk i goes out once i < acked + WINDOW.
+        let chunks: Vec<Chunk> = split_chunks(data, 7_000).collect();
+        let total = chunks.len() as u32;
+        let mut acked = 0u32;
+        for (i, c) in (0u32..).zip(chunks) {
+            while i >= acked + WINDOW {
+                let ack = reader.next().await.expect("reads").expect("an ack");
+                let Body::Ack(n) = ack.body else {
+                    panic!("{ack:?}")
+                };
+                assert_eq!(ack.id, f.id);
+                acked = n;
+            }
             writer
                 .send(&Frame::new(f.id, Body::Chunk(c)))
                 .await
                 .expect("chunk");
+        }
+        // The final chunk is not acknowledged; the others all are.
+        while acked + 1 < total {
+            let ack = reader.next().await.expect("reads").expect("an ack");
+            let Body::Ack(n) = ack.body else {
+                panic!("{ack:?}")
+            };
+            acked = n;
         }
         (reader, writer)
     });
@@ -294,4 +314,69 @@ async fn a_request_over_the_frame_limit_is_refused_not_hung() {
         ),
         "{answer:?}"
     );
+}
+
+#[tokio::test]
+async fn a_peer_ignoring_the_window_loses_only_that_stream() {
+    let (conn, (mut reader, mut writer)) = pair().await;
+    let mut flood = conn
+        .request(Request::Get(Get {
+            key: Bytes::from_static(b"big"),
+            r: None,
+        }))
+        .await
+        .expect("sent");
+    let f = reader.next().await.expect("reads").expect("frame");
+    let version = Version {
+        timestamp: Timestamp::from_parts(1, 0),
+        node: NodeId::new("server:1").expect("valid"),
+    };
+    let head = Response::Value {
+        version,
+        value: Payload::Streamed { len: None },
+    };
+    writer
+        .feed(&Frame::new(f.id, Body::Response(head)))
+        .expect("head");
+    // Far more chunks than the window allows, with nobody reading them yet.
+    for seq in 0..100 {
+        let c = Chunk {
+            seq,
+            data: Bytes::from_static(b"x"),
+            last: false,
+        };
+        writer
+            .feed(&Frame::new(f.id, Body::Chunk(c)))
+            .expect("chunk");
+    }
+    writer.flush().await.expect("flush");
+    // Another request on the same connection is answered regardless.
+    let other = tokio::spawn({
+        let conn = conn.clone();
+        async move { conn.call(Request::Purge).await }
+    });
+    let g = timeout(DEADLINE, reader.next())
+        .await
+        .expect("in time")
+        .expect("reads")
+        .expect("frame");
+    writer
+        .send(&Frame::new(g.id, Body::Response(Response::Done)))
+        .await
+        .expect("done");
+    let answer = timeout(DEADLINE, other)
+        .await
+        .expect("not blocked")
+        .expect("task");
+    assert_eq!(answer.expect("answered"), Response::Done);
+    // The flooding stream itself was dropped.
+    let mut got = 0;
+    let err = loop {
+        match timeout(DEADLINE, flood.recv()).await.expect("in time") {
+            Ok(_) => got += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(got <= WINDOW as usize + 8, "{got} frames buffered");
+    assert!(matches!(err, ConnError::Closed), "{err:?}");
 }

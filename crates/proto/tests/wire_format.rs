@@ -42,10 +42,11 @@ fn body_variant_indices_are_stable() {
             last: true,
         }),
         Body::Cancel,
+        Body::Ack(3),
     ];
     let tags: Vec<u8> = bodies.iter().map(tag).collect();
-    assert_eq!(tags, [0, 1, 2, 3, 4, 5]);
-    assert_eq!(BODY_KINDS, 6);
+    assert_eq!(tags, [0, 1, 2, 3, 4, 5, 6]);
+    assert_eq!(BODY_KINDS, 7);
 }
 
 #[test]

@@ -4,32 +4,27 @@
 
 mod admin;
 mod balance;
-mod get;
+pub(crate) mod get;
 mod purge;
 mod remove;
 pub(crate) mod replica;
 mod state;
-mod write;
+pub(crate) mod write;
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use mydht_proto::{
-    Chunk, ChunkAssembler, ErrorReply, Limited, Limits, MAX_IN_MEMORY_VALUE, Payload, Request,
-    Response,
-};
+use mydht_proto::{ErrorReply, Payload, Request, Response};
 use mydht_store::{Store, StoreError};
-use tokio::sync::mpsc;
 
 use crate::shared::Shared;
+use crate::stream::{BodyIn, Source};
 
 /// A handler's answer.
 pub(crate) enum Reply {
     /// One response frame.
     Plain(Response),
-    /// A response announcing a value, then the value's chunks when the
-    /// announcement is `Payload::Streamed`.
-    WithValue(Response, Bytes),
+    /// A response announcing a streamed value, then the value's chunks.
+    Stream(Response, Source),
 }
 
 impl Reply {
@@ -56,7 +51,7 @@ pub(crate) fn has_body(request: &Request) -> bool {
 pub(crate) async fn handle<S: Store>(
     sh: &Arc<Shared<S>>,
     request: Request,
-    body: Option<mpsc::Receiver<Chunk>>,
+    body: Option<BodyIn>,
 ) -> Reply {
     if let Some(key) = key_of(&request)
         && let Err(e) = sh.cfg.limits.check_key(key)
@@ -99,45 +94,6 @@ fn key_of(request: &Request) -> Option<&[u8]> {
         | Request::ReplicaFetch { key }
         | Request::ReplicaProbe { key } => Some(key),
         _ => None,
-    }
-}
-
-/// The value a request carries: inline, or gathered from its chunks, up to
-/// [`MAX_IN_MEMORY_VALUE`].
-pub(crate) async fn collect_incoming(
-    payload: Payload,
-    body: Option<mpsc::Receiver<Chunk>>,
-    limits: &Limits,
-) -> Result<Bytes, ErrorReply> {
-    match payload {
-        Payload::Inline(b) => limits.check_inline_value(&b).map(|()| b),
-        Payload::Streamed { len } => {
-            let too_large = |size: u64| ErrorReply::TooLarge {
-                what: Limited::Value,
-                size,
-                max: MAX_IN_MEMORY_VALUE,
-            };
-            let bad = |e: &dyn std::fmt::Display| ErrorReply::BadRequest {
-                reason: e.to_string(),
-            };
-            let mut check = ChunkAssembler::new(len, MAX_IN_MEMORY_VALUE, limits.chunk_size)
-                .map_err(|_| too_large(len.unwrap_or(0)))?;
-            let mut body = body.ok_or_else(|| bad(&"streamed value without a body"))?;
-            let capacity = usize::try_from(len.unwrap_or(0)).unwrap_or(0);
-            let mut buf = BytesMut::with_capacity(capacity);
-            while !check.is_done() {
-                let chunk = body
-                    .recv()
-                    .await
-                    .ok_or_else(|| bad(&"the value stream ended early"))?;
-                check.push(&chunk).map_err(|e| match e {
-                    mydht_proto::StreamError::TooLong { received, .. } => too_large(received),
-                    other => bad(&other),
-                })?;
-                buf.extend_from_slice(&chunk.data);
-            }
-            Ok(buf.freeze())
-        }
     }
 }
 

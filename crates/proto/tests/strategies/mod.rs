@@ -198,6 +198,7 @@ pub fn body() -> impl Strategy<Value = Body> {
         (any::<u32>(), bytes(600), any::<bool>())
             .prop_map(|(seq, data, last)| Body::Chunk(Chunk { seq, data, last })),
         Just(Body::Cancel),
+        any::<u32>().prop_map(Body::Ack),
     ]
 }
 
