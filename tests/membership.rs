@@ -539,3 +539,96 @@ async fn a_leaving_node_hands_off_every_key_before_it_goes() {
     }
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balance_collects_a_tombstone_only_once_every_replica_holds_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dirs: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(i.to_string())).collect();
+    // No grace period, so that only "every replica holds it" is tested.
+    let start = |i: usize, port: u16, seed: Option<NodeId>| {
+        let dir = dirs[i].clone();
+        async move {
+            let mut cfg = config(seed.as_ref(), 3);
+            cfg.port = port;
+            cfg.data_dir = Some(dir.clone());
+            cfg.tombstone_grace = Duration::ZERO;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let store = loop {
+                match DiskStore::open(dir.join("store"), DiskOptions::default()) {
+                    Ok(s) => break s,
+                    Err(e) => {
+                        assert!(Instant::now() < deadline, "store did not reopen: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            };
+            mydht_node::start(cfg, store).await.expect("start")
+        }
+    };
+    let a = start(0, 0, None).await;
+    let seed = a.name().clone();
+    let b = start(1, 0, Some(seed.clone())).await;
+    let c = start(2, 0, Some(seed.clone())).await;
+    let mut cluster = Cluster {
+        names: vec![seed.clone(), b.name().clone(), c.name().clone()],
+        nodes: vec![Some(a), Some(b), Some(c)],
+    };
+    cluster.wait_for_members(3).await;
+    let c0 = cluster.client(0);
+    c0.put("gone", "value").await.expect("put");
+    let c_name = cluster.names[2].clone();
+    cluster.stop(2).await;
+    c0.delete("gone").await.expect("delete with W=2");
+    // A replica lacks the tombstone: balance keeps it on the other two.
+    c0.balance().await.expect_err("a replica is down");
+    for name in &cluster.names[..2] {
+        assert!(matches!(held(name, "gone").await, Held::Tombstone(_)));
+    }
+    cluster.nodes[2] = Some(start(2, port_of(&c_name), None).await);
+    wait_until("node 0 to reach node 2", Duration::from_secs(10), || {
+        let (a, c) = (cluster.names[0].clone(), c_name.clone());
+        async move { shown_as(&a, &c).await == "up" }
+    })
+    .await;
+    wait_until("node 1 to reach node 2", Duration::from_secs(10), || {
+        let (b, c) = (cluster.names[1].clone(), c_name.clone());
+        async move { shown_as(&b, &c).await == "up" }
+    })
+    .await;
+    // The first balance gives the returning replica the tombstone; by the
+    // end of the second every replica has confirmed it and collected it.
+    c0.balance().await.expect("BALANCE ok");
+    c0.balance().await.expect("BALANCE ok again");
+    for name in &cluster.names {
+        assert_eq!(held(name, "gone").await, Held::Absent, "on {name}");
+    }
+    assert_eq!(c0.get("gone").await.expect("get"), None);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_past_its_deadline_says_how_far_it_got() {
+    let mut cluster = Cluster::start(4, 3).await;
+    let c0 = cluster.client(0);
+    for i in 0..400 {
+        c0.put(format!("key-{i}"), "v").await.expect("put");
+    }
+    let handle = cluster.nodes[3].take().expect("running");
+    let e = handle
+        .leave(Duration::from_millis(1))
+        .await
+        .expect_err("no hand-off of hundreds of keys fits in 1 ms");
+    handle.shutdown().await;
+    let text = e.to_string();
+    assert!(text.contains("did not finish within"), "{text}");
+    assert!(text.contains("keys checked"), "{text}");
+    // It never became removed: the others still list it (as leaving).
+    let m = c0.members().await.expect("members");
+    let state = m
+        .members
+        .iter()
+        .find(|x| x.id() == &cluster.names[3])
+        .map(|x| x.state());
+    assert_eq!(state, Some(MemberState::Leaving));
+    cluster.shutdown().await;
+}

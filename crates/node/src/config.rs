@@ -45,6 +45,10 @@ pub struct NodeConfig {
     /// An admin request (remove, balance, purge) forwarded to every member
     /// waits this long for each one to finish its data movement.
     pub admin_timeout: Duration,
+    /// How long after a delete its tombstone is kept even once every replica
+    /// holds it (balance collects it after that), so that a write in flight
+    /// from before the delete cannot land on a replica that forgot it.
+    pub tombstone_grace: Duration,
     /// The largest value accepted, in bytes.
     pub max_value_len: u64,
 }
@@ -68,6 +72,7 @@ impl NodeConfig {
             down_backoff: Duration::from_secs(1),
             down_after: Duration::from_secs(3),
             admin_timeout: Duration::from_secs(600),
+            tombstone_grace: Duration::from_secs(60),
             max_value_len: 1 << 40,
         }
     }

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use mydht_proto::{Held, Request, Response, Version};
@@ -32,10 +32,6 @@ use crate::shared::Shared;
 const IN_FLIGHT: usize = 32;
 /// Entries read from the store per page.
 const PAGE: usize = 256;
-/// How long after a delete its tombstone is kept even when every replica
-/// holds it, so that a write in flight from before the delete cannot land
-/// on a replica that has already forgotten it.
-pub(crate) const TOMBSTONE_GRACE: Duration = Duration::from_secs(60);
 
 /// What a pass does with each entry.
 #[derive(Clone)]
@@ -341,7 +337,7 @@ async fn entry<S: Store>(
                     version: version.clone(),
                     held_by_all_replicas: true,
                     now: sh.clock.now(),
-                    grace: TOMBSTONE_GRACE,
+                    grace: sh.cfg.tombstone_grace,
                 };
                 if let Ok(Purge::Removed) = sh.store.purge_tombstone(&meta.key, req).await {
                     out.dropped = true;
@@ -415,10 +411,13 @@ async fn ensure<S: Store>(
         return Err("down".into());
     }
     let mine = meta.stamp.version();
-    if let Some(held) = probe(sh, node, meta.key.clone()).await?
-        && held >= *mine
-    {
-        return Ok(());
+    match probe(sh, node, meta.key.clone()).await? {
+        Some(held) if held >= *mine => return Ok(()),
+        // A member holding nothing has nothing a tombstone must cover. Past
+        // the grace period, nothing may also mean it already collected this
+        // tombstone: sending it back would undo that, forever.
+        None if meta.stamp.is_tombstone() && past_grace(sh, mine) => return Ok(()),
+        _ => {}
     }
     // Streams large values in bounded memory; a key gone from this store
     // since the scan (a purge raced it) sends nothing.
@@ -431,6 +430,15 @@ async fn ensure<S: Store>(
     out.sent += 1;
     out.bytes += len;
     Ok(())
+}
+
+fn past_grace<S: Store>(sh: &Shared<S>, version: &Version) -> bool {
+    let grace = u64::try_from(sh.cfg.tombstone_grace.as_millis()).unwrap_or(u64::MAX);
+    sh.clock
+        .now()
+        .millis()
+        .saturating_sub(version.timestamp.millis())
+        >= grace
 }
 
 /// The version `node` holds of `key` (value or tombstone), if any.
