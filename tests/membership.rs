@@ -444,19 +444,36 @@ async fn last_sent(node: &NodeId, kind: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_node_receives_the_keys_it_owns_and_only_those() {
+    // MYDHT_TEST_KEYS=10000 for the measurement (see the
+    // --nocapture output).
+    let count: usize = std::env::var("MYDHT_TEST_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
     let mut cluster = Cluster::start(3, 3).await;
     let c0 = cluster.client(0);
-    let keys: Vec<String> = (0..600).map(|i| format!("key-{i}")).collect();
-    for k in &keys {
-        c0.put(k, format!("value of {k}")).await.expect("put");
+    let keys: Vec<String> = (0..count).map(|i| format!("key-{i}")).collect();
+    let mut load = tokio::task::JoinSet::new();
+    for chunk in keys.chunks(count.div_ceil(8)) {
+        let (c, chunk) = (c0.clone(), chunk.to_vec());
+        load.spawn(async move {
+            for k in chunk {
+                c.put(&k, format!("value of {k}")).await.expect("put");
+            }
+        });
+    }
+    while let Some(t) = load.join_next().await {
+        t.expect("loader");
     }
     let seed = cluster.names[0].clone();
+    let joined = Instant::now();
     let node = mydht_node::start(
         config(Some(&seed), 3),
         mydht_node::store::MemoryStore::new(),
     )
     .await
     .expect("joins");
+    let join_took = joined.elapsed();
     let new = node.name().clone();
     cluster.names.push(new.clone());
     cluster.nodes.push(Some(node));
@@ -490,8 +507,23 @@ async fn a_joining_node_receives_the_keys_it_owns_and_only_those() {
     );
     let copies = keys.len() as f64 * 3.0;
     let fraction = moved as f64 / copies;
-    eprintln!("join moved {moved} of {copies} copies: {fraction:.3} (ideal 1/4 = 0.25)");
+    eprintln!(
+        "join into 3 nodes (N=3) holding {count} keys took {join_took:?}: moved {moved} of {copies} copies: {fraction:.3} (ideal 1/4 = 0.25)"
+    );
     assert!((0.15..0.35).contains(&fraction), "moved {fraction}");
+    // Balance of the now in-sync cluster sends no value.
+    let started = Instant::now();
+    c0.balance().await.expect("BALANCE ok");
+    let took = started.elapsed();
+    for name in &cluster.names {
+        assert_eq!(last_sent(name, "balance").await, 0, "{name}");
+        let page = status_page(name).await;
+        let at = page.find("last finished: balance").expect("summary");
+        eprintln!(
+            "{took:?} {name}: {}",
+            &page[at..at + 110.min(page.len() - at)]
+        );
+    }
     cluster.shutdown().await;
 }
 

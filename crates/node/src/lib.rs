@@ -8,13 +8,19 @@
 //! set at once, answer at W acknowledgements) and reads (ask the read set,
 //! answer with the newest version at R answers, repair stale replicas in the
 //! background), answers replica calls from other nodes, keeps its membership
-//! on disk, and serves a status page at `/`. Every task it starts is owned
-//! by the node and ends with [`NodeHandle::shutdown`].
+//! on disk, and serves a status page at `/`. Membership operations move data
+//! so that nothing is lost: a joining node is sent the keys it gains before
+//! it serves reads, [`NodeHandle::leave`] hands every key off, remove
+//! restores N copies of a dead member's keys, balance exchanges what
+//! replicas lack (tombstones included) and purge drops keys a node no longer
+//! owns once their owners hold them. A member that stops answering is
+//! skipped until it answers again. Every task it starts is owned by the node
+//! and ends with [`NodeHandle::shutdown`].
 //!
 //! It does not parse command lines (that is `mydht`) and holds no client
 //! logic for other programs (that is `mydht-client`). The store is opened by
-//! the caller, which picks the engine. Leave with hand-off, remove, purge,
-//! balance, gossip and failure detection arrive with later work. Values larger
+//! the caller, which picks the engine. Gossip and automatic failure detection
+//! (SWIM) arrive with later work. Values larger
 //! than a chunk stream through the node under a per-stream window and are
 //! never held whole.
 

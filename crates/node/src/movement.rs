@@ -78,6 +78,8 @@ pub(crate) struct Report {
     pub bytes: u64,
     /// Keys dropped (purge) or tombstones collected (balance).
     pub dropped: u64,
+    /// Metadata probes made (one per key and member compared).
+    pub probes: u64,
     /// Members that could not be brought up to date, with the first reason.
     pub failed: BTreeMap<NodeId, String>,
 }
@@ -256,12 +258,13 @@ pub(crate) async fn run<S: Store>(sh: &Arc<Shared<S>>, pass: Pass) -> Report {
         absorb(sh.members.me(), &mut report, done, &sent, &bytes);
     }
     let summary = format!(
-        "{} of {} keys: {} sent ({} bytes), {} dropped, in {:.1} s{}",
+        "{} of {} keys: {} sent ({} bytes), {} dropped, {} probes, in {:.1} s{}",
         pass.name(),
         report.scanned,
         report.sent,
         report.bytes,
         report.dropped,
+        report.probes,
         started.elapsed().as_secs_f64(),
         report
             .failures()
@@ -283,6 +286,7 @@ fn absorb(
     match done {
         Ok(o) => {
             report.sent += o.sent;
+            report.probes += o.probes;
             report.bytes += o.bytes;
             report.dropped += u64::from(o.dropped);
             sent.fetch_add(o.sent, Ordering::Relaxed);
@@ -303,6 +307,7 @@ fn absorb(
 /// What one entry's work did.
 #[derive(Default)]
 struct Outcome {
+    probes: u64,
     sent: u64,
     bytes: u64,
     dropped: bool,
@@ -411,6 +416,7 @@ async fn ensure<S: Store>(
         return Err("down".into());
     }
     let mine = meta.stamp.version();
+    out.probes += 1;
     match probe(sh, node, meta.key.clone()).await? {
         Some(held) if held >= *mine => return Ok(()),
         // A member holding nothing has nothing a tombstone must cover. Past
