@@ -645,3 +645,79 @@ async fn a_slow_http_client_is_cut_off_while_others_are_served() {
         .await
         .expect("shuts down");
 }
+
+/// A writer that accepts `budget` bytes, then stalls forever: a download
+/// whose reader stopped reading.
+struct Stalled {
+    budget: usize,
+}
+
+impl tokio::io::AsyncWrite for Stalled {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.budget == 0 {
+            return std::task::Poll::Pending;
+        }
+        let n = buf.len().min(self.budget);
+        self.budget -= n;
+        std::task::Poll::Ready(Ok(n))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_large_transfer_does_not_block_small_requests() {
+    let cluster = Cluster::start(3, 3).await;
+    // One client: one connection to the node, shared by everything below.
+    let client = cluster.client(0);
+    let big = Bytes::from(vec![5u8; 16 << 20]);
+    client.put("big", big).await.expect("put");
+    let download = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let mut sink = Stalled { budget: 1 << 20 };
+            client
+                .get_to_writer(
+                    "big",
+                    &mut sink,
+                    mydht_client::ReadOptions::default(),
+                    &|_| {},
+                )
+                .await
+        }
+    });
+    // The download has stalled mid-value; small requests on the same
+    // connection, through the same node and its replica connections, go on.
+    for i in 0..20 {
+        let key = format!("small-{i}");
+        tokio::time::timeout(std::time::Duration::from_secs(5), client.put(&key, "v"))
+            .await
+            .expect("a small put is not stuck behind the large get")
+            .expect("put");
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), client.get(&key))
+            .await
+            .expect("a small get is not stuck behind the large get")
+            .expect("get");
+        assert_eq!(&got.expect("found").bytes[..], b"v");
+    }
+    assert!(
+        !download.is_finished(),
+        "the large transfer is still stalled"
+    );
+    download.abort();
+    cluster.shutdown().await;
+}

@@ -5,19 +5,6 @@ mod common;
 
 use common::*;
 
-/// Deterministic pseudo-random bytes (xorshift), so a failure reproduces.
-fn random_bytes(len: usize, mut x: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 #[test]
 fn a_50_mib_file_goes_through_one_node_and_comes_back_from_another() {
     let dir = temp_dir();

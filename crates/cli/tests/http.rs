@@ -25,17 +25,7 @@ fn the_rest_api_serves_raw_bytes_both_ways() {
     wait_until("two members", || {
         status_page(&a.name).contains("The ring consists of 2 nodes")
     });
-    let data: Vec<u8> = {
-        let mut x = 0x1234_5678_9abc_def0u64;
-        (0..(50 << 20) / 8)
-            .flat_map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x.to_le_bytes()
-            })
-            .collect()
-    };
+    let data = random_bytes(50 << 20, 0x1234_5678_9abc_def0);
     let src = dir.path().join("big.bin");
     std::fs::write(&src, &data).expect("write");
     let url_a = format!("http://{}/v1/kv/big%20file.bin", a.name);

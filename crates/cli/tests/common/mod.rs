@@ -171,3 +171,16 @@ pub fn temp_dir() -> tempfile::TempDir {
 pub fn path(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
+
+/// Deterministic pseudo-random bytes (xorshift), so a failure reproduces.
+pub fn random_bytes(len: usize, mut x: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}

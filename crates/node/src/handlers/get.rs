@@ -39,7 +39,9 @@ pub(crate) async fn get<S: Store>(sh: &Arc<Shared<S>>, get: Get) -> Reply {
         .cloned()
         .collect();
     let (tx, mut rx) = mpsc::channel(targets.len().max(1));
-    for node in targets {
+    let me = sh.members.me();
+    let local = targets.contains(me);
+    for node in targets.into_iter().filter(|n| n != me) {
         let (sh2, tx, key) = (sh.clone(), tx.clone(), get.key.clone());
         sh.tasks.spawn(async move {
             let result = fetch_from(&sh2, &node, key).await;
@@ -48,6 +50,16 @@ pub(crate) async fn get<S: Store>(sh: &Arc<Shared<S>>, get: Get) -> Reply {
     }
     drop(tx);
     let mut answers: Vec<(NodeId, Fetched)> = Vec::new();
+    // This node's own copy is read here, while the remote reads run.
+    if local {
+        match fetch_from(sh, me, get.key.clone()).await {
+            Ok(f) => answers.push((me.clone(), f)),
+            Err(e) => {
+                tracing::warn!(error = %e, "local read failed");
+                failed.push(me.clone());
+            }
+        }
+    }
     while answers.len() < r {
         match rx.recv().await {
             Some((node, Ok(f))) => answers.push((node, f)),

@@ -171,7 +171,9 @@ pub(crate) async fn replicate<S: Store>(
     w: usize,
 ) -> usize {
     let (tx, mut rx) = mpsc::channel(targets.len().max(1));
-    for node in targets {
+    let me = sh.members.me();
+    let local = targets.contains(me);
+    for node in targets.into_iter().filter(|n| n != me) {
         let (sh2, tx, key, version, value) = (
             sh.clone(),
             tx.clone(),
@@ -186,14 +188,20 @@ pub(crate) async fn replicate<S: Store>(
     }
     drop(tx);
     let mut acked = 0;
-    while let Some((node, result)) = rx.recv().await {
+    // This node's own copy is written here, while the remote writes run.
+    if local {
+        match store_on(sh, me, key.clone(), version.clone(), value).await {
+            Ok(_) if counted.contains(me) => acked += 1,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "local write failed"),
+        }
+    }
+    while acked < w {
+        let Some((node, result)) = rx.recv().await else {
+            break;
+        };
         match result {
-            Ok(_) if counted.contains(&node) => {
-                acked += 1;
-                if acked >= w {
-                    break;
-                }
-            }
+            Ok(_) if counted.contains(&node) => acked += 1,
             Ok(_) => {}
             Err(e) => tracing::debug!(%node, error = %e, "replica write failed"),
         }
