@@ -170,3 +170,45 @@ fn sigint_hands_every_key_off_and_exits_zero() {
     let page = status_page(&nodes[0].name);
     assert!(page.contains(&format!("{leaver}</a> removed")), "{page}");
 }
+
+#[test]
+fn a_leave_past_its_deadline_exits_non_zero_saying_what_was_not_handed_off() {
+    let dir = temp_dir();
+    let a = NodeProc::start(0, &dir.path().join("a"), &["-r", "3"]);
+    let seed = a.name.clone();
+    let mut nodes = vec![a];
+    for n in ["b", "c"] {
+        nodes.push(NodeProc::start(0, &dir.path().join(n), &["-s", &seed]));
+    }
+    // The leaver gives itself no time at all.
+    nodes.push(NodeProc::start(
+        0,
+        &dir.path().join("d"),
+        &["-s", &seed, "--leave-timeout", "0"],
+    ));
+    wait_until("4 members", || {
+        status_page(&seed).contains("The ring consists of 4 nodes")
+    });
+    runtime().block_on(async {
+        let c = Client::new([seed.clone()]).expect("client");
+        for i in 0..300 {
+            c.put(format!("key-{i}"), "v").await.expect("put");
+        }
+    });
+    let status = nodes[3].interrupt();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let mut err = String::new();
+    use std::io::Read;
+    nodes[3]
+        .child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    assert!(
+        err.contains("the hand-off did not finish within 0ns"),
+        "{err}"
+    );
+    assert!(err.contains("keys checked"), "{err}");
+}

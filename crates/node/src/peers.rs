@@ -220,3 +220,54 @@ pub(crate) async fn watch_down(peers: &Peers, stop: &CancellationToken) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peers(down_after: Duration) -> Peers {
+        Peers::new(
+            NodeId::new("me:1").expect("name"),
+            Limits::default(),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            down_after,
+        )
+    }
+
+    #[test]
+    fn failures_that_go_on_for_down_after_mark_a_member_down_until_it_answers() {
+        let p = peers(Duration::from_millis(100));
+        let other = NodeId::new("other:1").expect("name");
+        p.record_failure(&other, false);
+        assert!(!p.is_down(&other), "one timeout is not enough");
+        std::thread::sleep(Duration::from_millis(60));
+        p.record_failure(&other, false);
+        assert!(!p.is_down(&other), "failing for 60 ms of 100");
+        std::thread::sleep(Duration::from_millis(60));
+        p.record_failure(&other, false);
+        assert!(p.is_down(&other), "failing for 120 ms");
+        assert_eq!(p.down_nodes(), vec![other.clone()]);
+        p.record_success(&other);
+        assert!(!p.is_down(&other));
+        assert!(p.down_nodes().is_empty());
+    }
+
+    #[test]
+    fn isolated_failures_do_not_add_up_and_a_refusal_is_conclusive() {
+        let p = peers(Duration::from_millis(50));
+        let other = NodeId::new("other:1").expect("name");
+        for _ in 0..3 {
+            p.record_failure(&other, false);
+            // Longer than down_after between failures: each starts a new run.
+            std::thread::sleep(Duration::from_millis(70));
+        }
+        assert!(!p.is_down(&other));
+        p.record_failure(&other, true);
+        assert!(p.is_down(&other));
+        // This node is never down in its own view.
+        p.record_failure(&NodeId::new("me:1").expect("name"), true);
+        assert!(!p.is_down(&NodeId::new("me:1").expect("name")));
+    }
+}
