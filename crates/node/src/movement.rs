@@ -10,9 +10,12 @@
 //! come back. Work runs at most [`IN_FLIGHT`] keys at a time, which is what
 //! keeps it from starving client requests.
 //!
-//! It does not decide membership (that is `membership` and the handlers) and
-//! compares key by key rather than by range digests: an in-sync pass costs
-//! one probe per key and replica and sends no values.
+//! Balance first compares a digest per range with each other replica of it
+//! (count and XOR of a hash per entry, recomputed from the store's metadata
+//! listing: no bookkeeping on the write path) and goes key by key only
+//! through the ranges that differ; in a range every replica agrees on, it
+//! collects tombstones past their grace period without asking again. It does
+//! not decide membership (that is `membership` and the handlers).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +24,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use mydht_proto::{Held, Request, Response, Version};
-use mydht_ring::{NodeId, Placement, Ring};
+use mydht_ring::{NodeId, Placement, Position, Ring, TokenRange};
 use mydht_store::{EntryMeta, Purge, PurgeRequest, Stamp, Store};
 use tokio::task::JoinSet;
 
@@ -48,6 +51,9 @@ pub(crate) enum Pass {
     /// Drop each key this node no longer owns, once every owner holds the
     /// same or a newer version (sent first if not).
     Purge,
+    /// In ranges whose digests agree on every replica: collect the
+    /// tombstones past their grace period (every replica holds them).
+    Collect,
     /// This node is leaving: send each key to the members that hold it in
     /// `after` (the ring without this node) but not now.
     Leave {
@@ -63,6 +69,7 @@ impl Pass {
             Self::Restore { .. } => "restore",
             Self::Purge => "purge",
             Self::Leave { .. } => "hand-off",
+            Self::Collect => "collect",
         }
     }
 }
@@ -80,6 +87,8 @@ pub(crate) struct Report {
     pub dropped: u64,
     /// Metadata probes made (one per key and member compared).
     pub probes: u64,
+    /// Range digests compared (balance).
+    pub digests: u64,
     /// Members that could not be brought up to date, with the first reason.
     pub failed: BTreeMap<NodeId, String>,
 }
@@ -115,7 +124,8 @@ struct Running {
 pub(crate) struct Movement {
     next: AtomicU64,
     running: Mutex<Vec<Running>>,
-    last: Mutex<Option<String>>,
+    /// The latest finished pass of each kind, summed up.
+    last: Mutex<BTreeMap<&'static str, String>>,
     /// Keys the latest pass to end (finished or abandoned) had looked at.
     last_scanned: AtomicU64,
 }
@@ -165,20 +175,23 @@ impl Movement {
             out.push_str("<li>nothing is moving</li>");
         }
         drop(running);
-        if let Some(last) = self
+        for summary in self
             .last
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
+            .values()
         {
-            out.push_str(&format!("<li>last finished: {last}</li>"));
+            out.push_str(&format!("<li>last finished: {summary}</li>"));
         }
         out.push_str("</ul>");
         out
     }
 
-    fn finish(&self, summary: String) {
-        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(summary);
+    fn finish(&self, pass: &'static str, summary: String) {
+        self.last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(pass, summary);
     }
 
     /// Keys looked at by the pass running now, or by the latest to end.
@@ -191,8 +204,13 @@ impl Movement {
     }
 }
 
-/// Runs one pass over this node's store against the current ring.
+/// Runs one pass over this node's whole store against the current ring.
 pub(crate) async fn run<S: Store>(sh: &Arc<Shared<S>>, pass: Pass) -> Report {
+    run_in(sh, pass, vec![TokenRange::new(Position(0), Position(0))]).await
+}
+
+/// Runs one pass over the entries of this node's store in `ranges`.
+async fn run_in<S: Store>(sh: &Arc<Shared<S>>, pass: Pass, ranges: Vec<TokenRange>) -> Report {
     let stats = sh.store.stats();
     let scanned = Arc::new(AtomicU64::new(0));
     let sent = Arc::new(AtomicU64::new(0));
@@ -219,39 +237,41 @@ pub(crate) async fn run<S: Store>(sh: &Arc<Shared<S>>, pass: Pass) -> Report {
     };
     let mut report = Report::default();
     let ring = sh.members.ring();
-    let mut cursor = None;
     let mut work: JoinSet<Outcome> = JoinSet::new();
-    'pages: loop {
-        if sh.stop.is_cancelled() {
-            report
-                .failed
-                .insert(sh.members.me().clone(), "the node is stopping".into());
-            break;
-        }
-        let page = match sh.store.list_keys(cursor.as_ref(), PAGE).await {
-            Ok(p) => p,
-            Err(e) => {
+    'ranges: for range in ranges {
+        let mut cursor = None;
+        loop {
+            if sh.stop.is_cancelled() {
                 report
                     .failed
-                    .insert(sh.members.me().clone(), format!("reading the store: {e}"));
-                break;
+                    .insert(sh.members.me().clone(), "the node is stopping".into());
+                break 'ranges;
             }
-        };
-        for meta in page.entries {
-            while work.len() >= IN_FLIGHT {
-                match work.join_next().await {
-                    Some(done) => absorb(sh.members.me(), &mut report, done, &sent, &bytes),
-                    None => break,
+            let page = match sh.store.scan(range, cursor.as_ref(), PAGE).await {
+                Ok(p) => p,
+                Err(e) => {
+                    report
+                        .failed
+                        .insert(sh.members.me().clone(), format!("reading the store: {e}"));
+                    break 'ranges;
                 }
+            };
+            for meta in page.entries {
+                while work.len() >= IN_FLIGHT {
+                    match work.join_next().await {
+                        Some(done) => absorb(sh.members.me(), &mut report, done, &sent, &bytes),
+                        None => break,
+                    }
+                }
+                scanned.fetch_add(1, Ordering::Relaxed);
+                report.scanned += 1;
+                let (sh, ring, pass) = (sh.clone(), ring.clone(), pass.clone());
+                work.spawn(async move { entry(&sh, &ring, &pass, meta).await });
             }
-            scanned.fetch_add(1, Ordering::Relaxed);
-            report.scanned += 1;
-            let (sh, ring, pass) = (sh.clone(), ring.clone(), pass.clone());
-            work.spawn(async move { entry(&sh, &ring, &pass, meta).await });
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break 'pages,
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
         }
     }
     while let Some(done) = work.join_next().await {
@@ -272,7 +292,7 @@ pub(crate) async fn run<S: Store>(sh: &Arc<Shared<S>>, pass: Pass) -> Report {
             .unwrap_or_default(),
     );
     tracing::info!(%summary, "data movement finished");
-    sh.movement.finish(summary);
+    sh.movement.finish(pass.name(), summary);
     report
 }
 
@@ -370,6 +390,19 @@ async fn entry<S: Store>(
                 }
             }
         }
+        Pass::Collect => {
+            if let Stamp::Tombstone(version) = &meta.stamp {
+                let req = PurgeRequest {
+                    version: version.clone(),
+                    held_by_all_replicas: true,
+                    now: sh.clock.now(),
+                    grace: sh.cfg.tombstone_grace,
+                };
+                if let Ok(Purge::Removed) = sh.store.purge_tombstone(&meta.key, req).await {
+                    out.dropped = true;
+                }
+            }
+        }
         Pass::Leave { after } => {
             let now = ring.placement(Placement::Current, meta.position).to_vec();
             let next = after.write_set(meta.position, |_| false).to_vec();
@@ -459,4 +492,154 @@ async fn probe<S: Store>(
         Response::Error(e) => Err(e.to_string()),
         other => Err(format!("unexpected answer {other:?}")),
     }
+}
+
+/// What a store holds in a range, in brief: entries, tombstones among them,
+/// and the XOR of a hash of each entry's key, version and kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Digest {
+    pub count: u64,
+    pub tombstones: u64,
+    pub hash: u64,
+}
+
+/// This node's digest of `range`.
+pub(crate) async fn local_digest<S: Store>(
+    store: &S,
+    range: TokenRange,
+) -> Result<Digest, mydht_store::StoreError> {
+    let mut d = Digest {
+        count: 0,
+        tombstones: 0,
+        hash: 0,
+    };
+    let mut cursor = None;
+    loop {
+        let page = store.scan(range, cursor.as_ref(), 1024).await?;
+        for e in &page.entries {
+            d.count += 1;
+            d.tombstones += u64::from(e.stamp.is_tombstone());
+            d.hash ^= entry_hash(e);
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(d),
+        }
+    }
+}
+
+fn entry_hash(e: &EntryMeta) -> u64 {
+    use md5::{Digest as _, Md5};
+    let (kind, v) = match &e.stamp {
+        Stamp::Value(v) => (0u8, v),
+        Stamp::Tombstone(v) => (1u8, v),
+    };
+    let mut h = Md5::new();
+    h.update((e.key.len() as u64).to_le_bytes());
+    h.update(&e.key);
+    h.update([kind]);
+    h.update(v.timestamp.raw().to_le_bytes());
+    h.update(v.node.as_str().as_bytes());
+    let out = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&out[..8]);
+    u64::from_le_bytes(first)
+}
+
+/// `node`'s digest of `range`.
+async fn remote_digest<S: Store>(
+    sh: &Arc<Shared<S>>,
+    node: &NodeId,
+    range: TokenRange,
+) -> Result<(u64, u64), String> {
+    let request = Request::ReplicaDigest {
+        start: range.start().0,
+        end: range.end().0,
+    };
+    match sh.peers.call(node, request).await? {
+        Response::Digest { count, hash } => Ok((count, hash)),
+        Response::Error(e) => Err(e.to_string()),
+        other => Err(format!("unexpected answer {other:?}")),
+    }
+}
+
+/// Balance on this node: per range it replicates, compare digests with the
+/// other replicas; go key by key through the ranges that differ, and
+/// collect tombstones in the ranges that agree.
+pub(crate) async fn balance<S: Store>(sh: &Arc<Shared<S>>) -> Report {
+    let me = sh.members.me().clone();
+    let ring = sh.members.ring();
+    let mut report = Report::default();
+    let ranges = match Ring::new(ring.params(), 0, Vec::new()) {
+        Ok(empty) => Ring::changes(&empty, &ring),
+        Err(e) => {
+            report.failed.insert(me, e.to_string());
+            return report;
+        }
+    };
+    let (mut differ, mut agree) = (Vec::new(), Vec::new());
+    let mut digests = 0u64;
+    let owned = ranges.iter().filter(|c| c.after().contains(&me)).count();
+    for change in ranges.iter().filter(|c| c.after().contains(&me)) {
+        let range = change.range();
+        let mine = match local_digest(&sh.store, range).await {
+            Ok(d) => d,
+            Err(e) => {
+                report
+                    .failed
+                    .insert(me.clone(), format!("reading the store: {e}"));
+                return report;
+            }
+        };
+        let mut same = true;
+        for node in change.after().iter().filter(|n| **n != me) {
+            digests += 1;
+            if sh.peers.is_down(node) {
+                report
+                    .failed
+                    .entry(node.clone())
+                    .or_insert_with(|| "down".into());
+                same = false;
+                continue;
+            }
+            match remote_digest(sh, node, range).await {
+                Ok(theirs) if theirs == (mine.count, mine.hash) => {}
+                Ok(_) => same = false,
+                Err(e) => {
+                    report.failed.entry(node.clone()).or_insert(e);
+                    same = false;
+                }
+            }
+        }
+        if !same {
+            differ.push(range);
+        } else if mine.tombstones > 0 {
+            agree.push(range);
+        }
+    }
+    let (differing, mine) = (differ.len(), owned);
+    let mut keyed = run_in(sh, Pass::Balance, differ).await;
+    let collected = run_in(sh, Pass::Collect, agree).await;
+    keyed.dropped += collected.dropped;
+    keyed.digests = digests;
+    for (node, why) in report.failed.into_iter().chain(collected.failed) {
+        keyed.failed.entry(node).or_insert(why);
+    }
+    // One line for the whole balance, in place of its key-by-key part's.
+    sh.movement.finish(
+        "balance",
+        format!(
+            "balance of {} keys in {differing} differing ranges of {mine}: {} sent ({} bytes), {} tombstones collected, {digests} range digests and {} probes compared{}",
+            keyed.scanned,
+            keyed.sent,
+            keyed.bytes,
+            keyed.dropped,
+            keyed.probes,
+            keyed
+                .failures()
+                .map(|f| format!("; failed: {f}"))
+                .unwrap_or_default(),
+        ),
+    );
+    keyed
 }

@@ -228,6 +228,16 @@ pub enum Request {
         /// The joining member.
         node: NodeId,
     },
+    /// Replica call: a digest of every entry this node holds whose position
+    /// lies in `(start, end]` (the whole circle when they are equal), so two
+    /// replicas can tell whether a range differs without listing it.
+    /// Answered with [`Response::Digest`].
+    ReplicaDigest {
+        /// The exclusive lower end of the range.
+        start: u64,
+        /// The inclusive upper end.
+        end: u64,
+    },
 }
 
 /// What a node holds of a key: told apart, unlike haskey's `0.0`.
@@ -309,4 +319,11 @@ pub enum Response {
     Entry(Option<ReplicaEntry>),
     /// The request failed.
     Error(ErrorReply),
+    /// The answer to a replica digest.
+    Digest {
+        /// Entries (values and tombstones) in the range.
+        count: u64,
+        /// XOR over those entries of a hash of key, version and kind.
+        hash: u64,
+    },
 }

@@ -99,10 +99,11 @@ fn request_variant_indices_are_stable() {
             epoch: 2,
         },
         Request::Handoff { node: node() },
+        Request::ReplicaDigest { start: 1, end: 2 },
     ];
     let tags: Vec<u8> = requests.iter().map(tag).collect();
-    assert_eq!(tags, (0..17).collect::<Vec<u8>>());
-    assert_eq!(REQUEST_KINDS, 17);
+    assert_eq!(tags, (0..18).collect::<Vec<u8>>());
+    assert_eq!(REQUEST_KINDS, 18);
 }
 
 #[test]
@@ -127,9 +128,10 @@ fn response_and_error_variant_indices_are_stable() {
         Response::Held(Held::Absent),
         Response::Entry(None),
         Response::Error(ErrorReply::NotFound),
+        Response::Digest { count: 1, hash: 2 },
     ];
     let tags: Vec<u8> = responses.iter().map(tag).collect();
-    assert_eq!(tags, (0..11).collect::<Vec<u8>>());
+    assert_eq!(tags, (0..12).collect::<Vec<u8>>());
 
     let errors = [
         ErrorReply::NotFound,

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 
 use mydht_proto::{ErrorReply, Request, Response};
-use mydht_ring::{MemberState, NodeId};
+use mydht_ring::{MemberState, NodeId, Position, TokenRange};
 use mydht_store::Store;
 use tokio::task::JoinSet;
 
 use super::Reply;
-use crate::movement::{self, Pass};
+use crate::movement;
 use crate::shared::Shared;
 
 pub(crate) async fn balance<S: Store>(sh: &Arc<Shared<S>>, forwarded: bool) -> Reply {
@@ -20,7 +20,7 @@ pub(crate) async fn balance<S: Store>(sh: &Arc<Shared<S>>, forwarded: bool) -> R
     if !forwarded {
         others = forward(sh, &Request::Balance { forwarded: true }, None);
     }
-    let report = movement::run(sh, Pass::Balance).await;
+    let report = movement::balance(sh).await;
     if let Some(f) = report.failures() {
         failed.push(format!("{}: {f}", sh.members.me()));
     }
@@ -80,5 +80,17 @@ pub(super) fn answer(what: &str, failed: Vec<String>) -> Reply {
         Reply::error(ErrorReply::Internal {
             reason: format!("{what} did not finish on: {}", failed.join("; ")),
         })
+    }
+}
+
+/// Serves `ReplicaDigest`: this node's digest of a range.
+pub(crate) async fn serve_digest<S: Store>(sh: &Arc<Shared<S>>, start: u64, end: u64) -> Reply {
+    let range = TokenRange::new(Position(start), Position(end));
+    match movement::local_digest(&sh.store, range).await {
+        Ok(d) => Reply::Plain(Response::Digest {
+            count: d.count,
+            hash: d.hash,
+        }),
+        Err(e) => Reply::error(super::internal(&e)),
     }
 }

@@ -80,6 +80,7 @@ pub(crate) async fn handle<S: Store>(
         Request::Leave { node } => state::leave(sh, node).await,
         Request::SetState { node, state, epoch } => state::set_state(sh, node, state, epoch).await,
         Request::Handoff { node } => state::handoff(sh, node).await,
+        Request::ReplicaDigest { start, end } => balance::serve_digest(sh, start, end).await,
     }
 }
 

@@ -91,6 +91,7 @@ pub fn request() -> impl Strategy<Value = Request> {
         (node_id(), member_state(), any::<u64>())
             .prop_map(|(node, state, epoch)| Request::SetState { node, state, epoch }),
         node_id().prop_map(|node| Request::Handoff { node }),
+        (any::<u64>(), any::<u64>()).prop_map(|(start, end)| Request::ReplicaDigest { start, end }),
     ]
 }
 
@@ -176,6 +177,7 @@ pub fn response() -> impl Strategy<Value = Response> {
             e.map(|(version, value)| ReplicaEntry { version, value })
         )),
         error_reply().prop_map(Response::Error),
+        (any::<u64>(), any::<u64>()).prop_map(|(count, hash)| Response::Digest { count, hash }),
     ]
 }
 
