@@ -5,6 +5,7 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use bytes::Bytes;
 use mydht_proto::conn::{Connection, payload_for};
@@ -315,6 +316,23 @@ impl Client {
         F: Fn(Connection) -> Fut,
         Fut: Future<Output = Result<T, Attempt>>,
     {
+        let deadline = self.inner.opts.request_timeout;
+        self.failover_within(pinned, Some(deadline), call).await
+    }
+
+    /// As [`failover`](Self::failover), with `deadline` on each whole
+    /// attempt, or none: streamed transfers take as long as they take and
+    /// bound each step instead.
+    pub(crate) async fn failover_within<T, F, Fut>(
+        &self,
+        pinned: bool,
+        deadline: Option<Duration>,
+        call: F,
+    ) -> Result<T, ClientError>
+    where
+        F: Fn(Connection) -> Fut,
+        Fut: Future<Output = Result<T, Attempt>>,
+    {
         let attempts = self.inner.opts.attempts.max(1);
         let mut tried = Vec::new();
         let mut last = String::new();
@@ -325,12 +343,12 @@ impl Client {
                 nodes[i].clone()
             };
             let outcome = match self.connection(&node).await {
-                Ok(conn) => match timeout(self.inner.opts.request_timeout, call(conn)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(Attempt::Transport(format!(
-                        "no answer within {:?}",
-                        self.inner.opts.request_timeout
-                    ))),
+                Ok(conn) => match deadline {
+                    None => call(conn).await,
+                    Some(d) => match timeout(d, call(conn)).await {
+                        Ok(result) => result,
+                        Err(_) => Err(Attempt::Transport(format!("no answer within {d:?}"))),
+                    },
                 },
                 Err(e) => Err(Attempt::Transport(e)),
             };

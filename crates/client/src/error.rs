@@ -60,6 +60,14 @@ impl From<ConnError> for Attempt {
     fn from(e: ConnError) -> Self {
         match e {
             ConnError::Refused(reply) => Self::Final(ClientError::Remote(reply)),
+            // Too large for what this call may hold: no node will do better.
+            ConnError::Stream(mydht_proto::StreamError::TooLong { received, max }) => {
+                Self::Final(ClientError::Invalid(mydht_proto::ErrorReply::TooLarge {
+                    what: mydht_proto::Limited::Value,
+                    size: received,
+                    max,
+                }))
+            }
             other => Self::Transport(other.to_string()),
         }
     }

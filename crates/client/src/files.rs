@@ -2,6 +2,7 @@
 //! files, chunk by chunk, with progress reported as bytes move.
 
 use std::path::Path;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use mydht_proto::conn::{ConnError, Exchange};
@@ -19,6 +20,20 @@ pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 fn local(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClientError {
     let what = what.into();
     move |source| ClientError::Local { what, source }
+}
+
+/// Bounds one step of a streamed transfer: a peer that makes no progress
+/// for `deadline` is given up on (the transfer itself may take any time).
+async fn idle<T>(
+    deadline: Duration,
+    step: impl std::future::Future<Output = Result<T, ConnError>>,
+) -> Result<T, Attempt> {
+    match tokio::time::timeout(deadline, step).await {
+        Ok(r) => r.map_err(Attempt::from),
+        Err(_) => Err(Attempt::Transport(format!(
+            "no progress within {deadline:?}"
+        ))),
+    }
 }
 
 /// Reads up to `size` bytes (fewer only at the end of the stream).
@@ -39,6 +54,7 @@ async fn send_body<R: AsyncRead + Unpin>(
     ex: &mut Exchange,
     reader: &mut R,
     chunk_size: usize,
+    deadline: Duration,
     progress: Progress<'_>,
 ) -> Result<(), Attempt> {
     let read = |e| Attempt::Final(local("reading the value")(e));
@@ -51,11 +67,16 @@ async fn send_body<R: AsyncRead + Unpin>(
         }
         let last = next.is_empty();
         sent += data.len() as u64;
-        match ex.send_chunk(Chunk { seq, data, last }).await {
-            Ok(()) => {}
+        match tokio::time::timeout(deadline, ex.send_chunk(Chunk { seq, data, last })).await {
+            Ok(Ok(())) => {}
             // The node refused the value early; its answer follows.
-            Err(ConnError::Answered) => return Ok(()),
-            Err(e) => return Err(e.into()),
+            Ok(Err(ConnError::Answered)) => return Ok(()),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => {
+                return Err(Attempt::Transport(format!(
+                    "no progress within {deadline:?}"
+                )));
+            }
         }
         progress(sent);
         if last {
@@ -80,8 +101,9 @@ impl Client {
         let path = path.as_ref();
         let write_id = self.next_write_id();
         let chunk_size = self.inner.opts.limits.chunk_size;
+        let deadline = self.inner.opts.request_timeout;
         let response = self
-            .failover(false, |conn| {
+            .failover_within(false, None, |conn| {
                 let key = key.clone();
                 let seen = self.seen();
                 async move {
@@ -110,13 +132,13 @@ impl Client {
                         seen,
                         w: opts.w,
                     };
-                    let mut ex = conn.request(Request::Put(put)).await?;
+                    let mut ex = idle(deadline, conn.request(Request::Put(put))).await?;
                     if inline {
                         progress(len);
                     } else {
-                        send_body(&mut ex, &mut file, chunk_size, progress).await?;
+                        send_body(&mut ex, &mut file, chunk_size, deadline, progress).await?;
                     }
-                    Ok(ex.response().await?)
+                    idle(deadline, ex.response()).await
                 }
             })
             .await?;
@@ -150,10 +172,11 @@ impl Client {
             w: opts.w,
         };
         let chunk_size = self.inner.opts.limits.chunk_size;
+        let deadline = self.inner.opts.request_timeout;
         let attempt = async {
-            let mut ex = conn.request(Request::Put(put)).await?;
-            send_body(&mut ex, &mut reader, chunk_size, progress).await?;
-            Ok::<_, Attempt>(ex.response().await?)
+            let mut ex = idle(deadline, conn.request(Request::Put(put))).await?;
+            send_body(&mut ex, &mut reader, chunk_size, deadline, progress).await?;
+            idle(deadline, ex.response()).await
         };
         let response = match attempt.await {
             Ok(r) => r,
@@ -180,7 +203,8 @@ impl Client {
             return Ok(None);
         };
         let chunk_size = self.inner.opts.limits.chunk_size;
-        copy_body(&mut ex, payload, writer, chunk_size, progress)
+        let deadline = self.inner.opts.request_timeout;
+        copy_body(&mut ex, payload, writer, chunk_size, deadline, progress)
             .await
             .map_err(|e| match e {
                 Attempt::Final(e) => e,
@@ -212,12 +236,14 @@ impl Client {
                 .unwrap_or("download")
         ));
         let chunk_size = self.inner.opts.limits.chunk_size;
+        let deadline = self.inner.opts.request_timeout;
         let result = self
-            .failover(false, |conn| {
+            .failover_within(false, None, |conn| {
                 let (key, tmp) = (key.clone(), tmp.clone());
                 async move {
-                    let mut ex = conn.request(Request::Get(Get { key, r: opts.r })).await?;
-                    let (version, payload) = match ex.response().await? {
+                    let get = Request::Get(Get { key, r: opts.r });
+                    let mut ex = idle(deadline, conn.request(get)).await?;
+                    let (version, payload) = match idle(deadline, ex.response()).await? {
                         Response::Value { version, value } => (version, value),
                         Response::Error(ErrorReply::NotFound) => return Ok(None),
                         other => return Err(Attempt::Final(self.unexpected(other))),
@@ -226,7 +252,7 @@ impl Client {
                     let mut file = tokio::fs::File::create(&tmp)
                         .await
                         .map_err(|e| Attempt::Final(local(what.clone())(e)))?;
-                    copy_body(&mut ex, payload, &mut file, chunk_size, progress).await?;
+                    copy_body(&mut ex, payload, &mut file, chunk_size, deadline, progress).await?;
                     file.sync_all()
                         .await
                         .map_err(|e| Attempt::Final(local(what)(e)))?;
@@ -278,6 +304,7 @@ async fn copy_body<W: AsyncWrite + Unpin>(
     payload: Payload,
     writer: &mut W,
     chunk_size: usize,
+    deadline: Duration,
     progress: Progress<'_>,
 ) -> Result<(), Attempt> {
     let write = |e| Attempt::Final(local("writing the value")(e));
@@ -290,7 +317,7 @@ async fn copy_body<W: AsyncWrite + Unpin>(
             let mut check = ChunkAssembler::new(len, u64::MAX, chunk_size)
                 .map_err(|e| Attempt::Transport(e.to_string()))?;
             while !check.is_done() {
-                let chunk = ex.chunk().await?;
+                let chunk = idle(deadline, ex.chunk()).await?;
                 check
                     .push(&chunk)
                     .map_err(|e| Attempt::Transport(e.to_string()))?;

@@ -3,10 +3,11 @@
 //!
 //! A slot remembers the version stamped for a write id and, once the write
 //! reached its quorum, the answer. A retry that arrives while the first
-//! attempt is still running waits for that attempt's answer (without holding
-//! any lock across the network calls); a retry after a failed attempt drives
-//! the write again with the same version, which can never overwrite a newer
-//! write. The cache is bounded: the oldest ids are forgotten first.
+//! attempt is still running waits for it (without holding any lock across
+//! the network calls): it takes the answer if that attempt succeeds, and
+//! drives the write itself otherwise. Every attempt uses the same version,
+//! which can never overwrite a newer write. The cache is bounded: the oldest
+//! ids are forgotten first.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -60,15 +61,16 @@ pub(crate) struct Driving {
 }
 
 impl Driving {
-    /// Records the outcome: remembered for retries if the write succeeded,
-    /// and handed to any retry waiting meanwhile.
+    /// Records the outcome. A success is remembered for retries and handed
+    /// to any retry waiting meanwhile; after a failure a waiting retry
+    /// drives the write again itself (same version, its own body).
     pub fn finish(self, response: &Response, succeeded: bool) {
-        lock(&self.slot).state = if succeeded {
-            State::Done(response.clone())
+        if succeeded {
+            lock(&self.slot).state = State::Done(response.clone());
+            let _ = self.tx.send(Some(response.clone()));
         } else {
-            State::Idle
-        };
-        let _ = self.tx.send(Some(response.clone()));
+            lock(&self.slot).state = State::Idle;
+        }
     }
 }
 
@@ -119,13 +121,14 @@ impl Dedup {
                     }
                 }
             };
-            // Another attempt of the same write is running: take its answer.
+            // Another attempt of the same write is running: take its answer
+            // if it succeeds.
             if let Ok(answer) = rx.wait_for(Option::is_some).await
                 && let Some(r) = answer.as_ref()
             {
                 return Ok(Claim::Answer(r.clone()));
             }
-            // It was abandoned; look again.
+            // It failed or was abandoned; look again (and drive it).
         }
     }
 

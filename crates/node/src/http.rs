@@ -58,7 +58,12 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: TcpStream) {
                 tracing::debug!(error = %e, "http connection failed");
             }
         }
-        () = sh.stop.cancelled() => conn.as_mut().graceful_shutdown(),
+        () = sh.stop.cancelled() => {
+            // Let requests in flight finish (a put that reached its quorum
+            // must say so), within a deadline.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(sh.cfg.request_timeout, conn.as_mut()).await;
+        }
     }
 }
 

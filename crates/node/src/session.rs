@@ -10,12 +10,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use mydht_proto::io::{FrameReader, FrameWriter, IoError, accept_preface, write_frames};
 use mydht_proto::{
     Body, Chunk, CodecError, ErrorReply, Frame, FrameError, Limited, MAX_PROTOCOL_VERSION,
-    MIN_PROTOCOL_VERSION, PrefaceError, RequestId, Response, WINDOW, Welcome,
+    MIN_PROTOCOL_VERSION, PrefaceError, Request, RequestId, Response, WINDOW, Welcome,
 };
 use mydht_store::Store;
 use tokio::net::TcpStream;
@@ -114,10 +115,19 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: TcpStream) {
                 } else {
                     None
                 };
+                // A reply that may stream gets its window now, so that a
+                // cancel arriving before the reply is ready still stops it.
+                let window = if replies_may_stream(&request) {
+                    credits.open(id)
+                } else {
+                    None
+                };
                 let (sh2, tx, credits) = (sh.clone(), tx.clone(), credits.clone());
                 sh.tasks.spawn(async move {
                     let reply = handlers::handle(&sh2, request, body).await;
-                    send_reply(&tx, id, reply, sh2.cfg.limits.chunk_size, &credits).await;
+                    let limits = (sh2.cfg.limits.chunk_size, sh2.cfg.request_timeout);
+                    send_reply(&tx, id, reply, limits, window).await;
+                    credits.revoke(id);
                 });
             }
             Ok(Some(Frame {
@@ -182,39 +192,56 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: TcpStream) {
     }
     // Streams still being sent stop; the writer finishes once every
     // in-flight handler has replied and dropped its sender.
-    credits.revoke_all();
+    credits.close();
 }
 
 /// The acknowledgements of streamed replies in flight, by request id.
+/// Closed when the connection ends: no window opens after that.
 #[derive(Clone, Default)]
-struct Credits(Arc<Mutex<HashMap<u64, watch::Sender<u32>>>>);
+struct Credits(Arc<Mutex<Windows>>);
+
+/// Open windows by request id, and whether the connection is closing.
+type Windows = (HashMap<u64, watch::Sender<u32>>, bool);
 
 impl Credits {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, watch::Sender<u32>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Windows> {
         // Single map operations: a poisoned map is still consistent.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn open(&self, id: RequestId) -> watch::Receiver<u32> {
+    /// A window for request `id`, or `None` once the connection is closing.
+    fn open(&self, id: RequestId) -> Option<watch::Receiver<u32>> {
+        let mut g = self.lock();
+        if g.1 {
+            return None;
+        }
         let (tx, rx) = watch::channel(0);
-        self.lock().insert(id.0, tx);
-        rx
+        g.0.insert(id.0, tx);
+        Some(rx)
     }
 
     fn grant(&self, id: RequestId, consumed: u32) {
-        if let Some(tx) = self.lock().get(&id.0) {
+        if let Some(tx) = self.lock().0.get(&id.0) {
             tx.send_modify(|c| *c = (*c).max(consumed));
         }
     }
 
-    /// The peer cancelled: the reply's sender stops at its next chunk.
+    /// The peer cancelled (or the reply is done): its sender stops at its
+    /// next chunk.
     fn revoke(&self, id: RequestId) {
-        self.lock().remove(&id.0);
+        self.lock().0.remove(&id.0);
     }
 
-    fn revoke_all(&self) {
-        self.lock().clear();
+    fn close(&self) {
+        let mut g = self.lock();
+        g.0.clear();
+        g.1 = true;
     }
+}
+
+/// Requests whose answer may be a streamed value.
+fn replies_may_stream(request: &Request) -> bool {
+    matches!(request, Request::Get(_) | Request::ReplicaFetch { .. })
 }
 
 fn error_frame(id: RequestId, e: ErrorReply) -> Frame {
@@ -225,8 +252,8 @@ async fn send_reply(
     tx: &mpsc::Sender<Frame>,
     id: RequestId,
     reply: Reply,
-    chunk_size: usize,
-    credits: &Credits,
+    (chunk_size, deadline): (usize, Duration),
+    window: Option<watch::Receiver<u32>>,
 ) {
     let (response, mut source) = match reply {
         Reply::Plain(r) => {
@@ -235,27 +262,37 @@ async fn send_reply(
         }
         Reply::Stream(r, source) => (r, source),
     };
-    let mut acked = credits.open(id);
+    // No window: the connection is closing, or the request never expected
+    // a stream. Either way nobody would acknowledge the chunks.
+    let Some(mut acked) = window else {
+        let _ = tx.send(Frame::new(id, Body::Cancel)).await;
+        return;
+    };
+    if acked.has_changed().is_err() {
+        // Cancelled while the handler ran.
+        return;
+    }
     if tx
         .send(Frame::new(id, Body::Response(response)))
         .await
         .is_ok()
-        && let Err(e) = stream_chunks(tx, id, &mut source, chunk_size, &mut acked).await
+        && let Err(e) = stream_chunks(tx, id, &mut source, chunk_size, &mut acked, deadline).await
     {
         tracing::debug!(error = %e, "value stream abandoned");
         let _ = tx.send(Frame::new(id, Body::Cancel)).await;
     }
-    credits.revoke(id);
 }
 
 /// Sends the value's chunks, each only once the peer's acknowledgements
-/// leave room in the window.
+/// leave room in the window; a peer that stops acknowledging for the
+/// request deadline is given up on.
 async fn stream_chunks(
     tx: &mpsc::Sender<Frame>,
     id: RequestId,
     source: &mut Source,
     chunk_size: usize,
     acked: &mut watch::Receiver<u32>,
+    deadline: Duration,
 ) -> Result<(), String> {
     let mut next = source.next(chunk_size).await?;
     let mut seq = 0u32;
@@ -267,10 +304,13 @@ async fn stream_chunks(
             source.next(chunk_size).await?
         };
         let last = next.is_none();
-        acked
-            .wait_for(|&a| seq < a.saturating_add(WINDOW))
-            .await
-            .map_err(|_| "cancelled by the peer".to_string())?;
+        timeout(
+            deadline,
+            acked.wait_for(|&a| seq < a.saturating_add(WINDOW)),
+        )
+        .await
+        .map_err(|_| format!("no acknowledgement within {deadline:?}"))?
+        .map_err(|_| "cancelled by the peer".to_string())?;
         let chunk = Chunk { seq, data, last };
         tx.send(Frame::new(id, Body::Chunk(chunk)))
             .await

@@ -221,6 +221,12 @@ impl Connection {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(EXCHANGE_QUEUE);
         lock(&self.inner.pending).insert(id, tx);
+        // The reader may have closed the connection (and cleared the map)
+        // between the check above and the insert: nobody would ever answer.
+        if self.is_closed() {
+            lock(&self.inner.pending).remove(&id);
+            return Err(ConnError::Closed);
+        }
         let exchange = Exchange {
             conn: self.clone(),
             id: RequestId(id),

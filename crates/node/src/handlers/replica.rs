@@ -288,7 +288,11 @@ pub(crate) async fn store_stream_on<S: Store>(
         version,
         value: Some(Payload::Streamed { len }),
     };
-    let mut ex = sh.peers.request(node, request).await?;
+    let deadline = sh.peers.request_timeout();
+    let late = || format!("{node}: no progress within {deadline:?}");
+    let mut ex = timeout(deadline, sh.peers.request(node, request))
+        .await
+        .map_err(|_| late())??;
     let mut seq = 0u32;
     let mut held: Option<Bytes> = None;
     loop {
@@ -303,7 +307,11 @@ pub(crate) async fn store_stream_on<S: Store>(
             },
             Piece::End => (held.take().unwrap_or_default(), true),
         };
-        let sent = ex.send_chunk(Chunk { seq, data, last }).await;
+        // A replica that stops acknowledging (a stuck disk, a dead peer)
+        // is given up on; dropping the exchange cancels it there.
+        let sent = timeout(deadline, ex.send_chunk(Chunk { seq, data, last }))
+            .await
+            .map_err(|_| late())?;
         seq += 1;
         match sent {
             Ok(()) => {}
