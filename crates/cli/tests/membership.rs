@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use std::collections::HashMap;
+use std::process::Command;
 
 use mydht_client::{Client, ClientOptions};
 
@@ -211,4 +212,69 @@ fn a_leave_past_its_deadline_exits_non_zero_saying_what_was_not_handed_off() {
         "{err}"
     );
     assert!(err.contains("keys checked"), "{err}");
+}
+
+#[test]
+fn a_second_ctrl_c_stops_a_leave_and_says_so() {
+    let dir = temp_dir();
+    let a = NodeProc::start(0, &dir.path().join("a"), &["-r", "3"]);
+    let seed = a.name.clone();
+    let mut nodes = vec![a];
+    for n in ["b", "c", "d"] {
+        nodes.push(NodeProc::start(0, &dir.path().join(n), &["-s", &seed]));
+    }
+    wait_until("4 members", || {
+        status_page(&seed).contains("The ring consists of 4 nodes")
+    });
+    runtime().block_on(async {
+        let c = Client::new([seed.clone()]).expect("client");
+        for i in 0..300 {
+            c.put(format!("key-{i}"), "v").await.expect("put");
+        }
+    });
+    // A receiver that accepts connections but never answers keeps the
+    // hand-off from finishing, so the second Ctrl-C lands mid-leave.
+    let frozen = Command::new("kill")
+        .args(["-STOP", &nodes[1].child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(frozen.success());
+    let leaver = nodes[3].child.id().to_string();
+    let int = || {
+        Command::new("kill")
+            .args(["-INT", &leaver])
+            .status()
+            .expect("kill runs")
+    };
+    assert!(int().success());
+    // Wait until the leave has begun (it logs nothing to stdout), then again.
+    wait_until("the leaver to mark itself leaving", || {
+        status_page(&seed).contains("leaving")
+    });
+    assert!(int().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = nodes[3].child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "leaver did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let mut err = String::new();
+    use std::io::Read;
+    nodes[3]
+        .child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    assert!(
+        err.contains("interrupted: the hand-off did not finish"),
+        "{err}"
+    );
+    let _ = Command::new("kill")
+        .args(["-CONT", &nodes[1].child.id().to_string()])
+        .status();
 }
