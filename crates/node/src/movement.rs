@@ -33,6 +33,11 @@ use crate::shared::Shared;
 
 /// Keys worked on at once by one pass.
 const IN_FLIGHT: usize = 32;
+/// What one key in motion may hold in memory at most: a stream window of
+/// chunks plus the queues around it.
+const STREAM_COST: u64 = 4 << 20;
+/// Memory all keys in motion may hold together.
+const BUDGET: u64 = 8 << 20;
 /// Entries read from the store per page.
 const PAGE: usize = 256;
 
@@ -238,6 +243,9 @@ async fn run_in<S: Store>(sh: &Arc<Shared<S>>, pass: Pass, ranges: Vec<TokenRang
     let mut report = Report::default();
     let ring = sh.members.ring();
     let mut work: JoinSet<Outcome> = JoinSet::new();
+    let mut costs: std::collections::HashMap<tokio::task::Id, u64> =
+        std::collections::HashMap::new();
+    let mut in_flight = 0u64;
     'ranges: for range in ranges {
         let mut cursor = None;
         loop {
@@ -257,16 +265,29 @@ async fn run_in<S: Store>(sh: &Arc<Shared<S>>, pass: Pass, ranges: Vec<TokenRang
                 }
             };
             for meta in page.entries {
-                while work.len() >= IN_FLIGHT {
-                    match work.join_next().await {
-                        Some(done) => absorb(sh.members.me(), &mut report, done, &sent, &bytes),
+                // Bounded by keys and by memory: a large value in motion
+                // holds up to a stream window, small ones far less.
+                let cost = meta.size.clamp(1, STREAM_COST);
+                while work.len() >= IN_FLIGHT || (!work.is_empty() && in_flight + cost > BUDGET) {
+                    match work.join_next_with_id().await {
+                        Some(done) => {
+                            let id = match &done {
+                                Ok((id, _)) => *id,
+                                Err(e) => e.id(),
+                            };
+                            in_flight -= costs.remove(&id).unwrap_or(0);
+                            let done = done.map(|(_, outcome)| outcome);
+                            absorb(sh.members.me(), &mut report, done, &sent, &bytes);
+                        }
                         None => break,
                     }
                 }
                 scanned.fetch_add(1, Ordering::Relaxed);
                 report.scanned += 1;
                 let (sh, ring, pass) = (sh.clone(), ring.clone(), pass.clone());
-                work.spawn(async move { entry(&sh, &ring, &pass, meta).await });
+                let handle = work.spawn(async move { entry(&sh, &ring, &pass, meta).await });
+                costs.insert(handle.id(), cost);
+                in_flight += cost;
             }
             match page.next {
                 Some(next) => cursor = Some(next),
