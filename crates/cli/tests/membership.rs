@@ -172,21 +172,18 @@ fn sigint_hands_every_key_off_and_exits_zero() {
     assert!(page.contains(&format!("{leaver}</a> removed")), "{page}");
 }
 
-#[test]
-fn a_leave_past_its_deadline_exits_non_zero_saying_what_was_not_handed_off() {
-    let dir = temp_dir();
-    let a = NodeProc::start(0, &dir.path().join("a"), &["-r", "3"]);
+/// Four nodes (N = 3) holding 300 keys; the last one started with
+/// `leaver_args` too.
+fn four_nodes_with_keys(dir: &std::path::Path, leaver_args: &[&str]) -> Vec<NodeProc> {
+    let a = NodeProc::start(0, &dir.join("a"), &["-r", "3"]);
     let seed = a.name.clone();
     let mut nodes = vec![a];
     for n in ["b", "c"] {
-        nodes.push(NodeProc::start(0, &dir.path().join(n), &["-s", &seed]));
+        nodes.push(NodeProc::start(0, &dir.join(n), &["-s", &seed]));
     }
-    // The leaver gives itself no time at all.
-    nodes.push(NodeProc::start(
-        0,
-        &dir.path().join("d"),
-        &["-s", &seed, "--leave-timeout", "0"],
-    ));
+    let mut args = vec!["-s", seed.as_str()];
+    args.extend_from_slice(leaver_args);
+    nodes.push(NodeProc::start(0, &dir.join("d"), &args));
     wait_until("4 members", || {
         status_page(&seed).contains("The ring consists of 4 nodes")
     });
@@ -196,17 +193,30 @@ fn a_leave_past_its_deadline_exits_non_zero_saying_what_was_not_handed_off() {
             c.put(format!("key-{i}"), "v").await.expect("put");
         }
     });
-    let status = nodes[3].interrupt();
-    assert_eq!(status.code(), Some(1), "{status:?}");
-    let mut err = String::new();
+    nodes
+}
+
+/// Everything a stopped node wrote to stderr.
+fn stderr_of(node: &mut NodeProc) -> String {
     use std::io::Read;
-    nodes[3]
-        .child
+    let mut err = String::new();
+    node.child
         .stderr
         .take()
         .expect("stderr")
         .read_to_string(&mut err)
         .expect("stderr");
+    err
+}
+
+#[test]
+fn a_leave_past_its_deadline_exits_non_zero_saying_what_was_not_handed_off() {
+    let dir = temp_dir();
+    // The leaver gives itself no time at all.
+    let mut nodes = four_nodes_with_keys(dir.path(), &["--leave-timeout", "0"]);
+    let status = nodes[3].interrupt();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    let err = stderr_of(&mut nodes[3]);
     assert!(
         err.contains("the hand-off did not finish within 0ns"),
         "{err}"
@@ -217,41 +227,24 @@ fn a_leave_past_its_deadline_exits_non_zero_saying_what_was_not_handed_off() {
 #[test]
 fn a_second_ctrl_c_stops_a_leave_and_says_so() {
     let dir = temp_dir();
-    let a = NodeProc::start(0, &dir.path().join("a"), &["-r", "3"]);
-    let seed = a.name.clone();
-    let mut nodes = vec![a];
-    for n in ["b", "c", "d"] {
-        nodes.push(NodeProc::start(0, &dir.path().join(n), &["-s", &seed]));
-    }
-    wait_until("4 members", || {
-        status_page(&seed).contains("The ring consists of 4 nodes")
-    });
-    runtime().block_on(async {
-        let c = Client::new([seed.clone()]).expect("client");
-        for i in 0..300 {
-            c.put(format!("key-{i}"), "v").await.expect("put");
-        }
-    });
+    let mut nodes = four_nodes_with_keys(dir.path(), &[]);
+    let seed = nodes[0].name.clone();
     // A receiver that accepts connections but never answers keeps the
     // hand-off from finishing, so the second Ctrl-C lands mid-leave.
-    let frozen = Command::new("kill")
-        .args(["-STOP", &nodes[1].child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(frozen.success());
-    let leaver = nodes[3].child.id().to_string();
-    let int = || {
+    let signal = |sig: &str, pid: u32| {
         Command::new("kill")
-            .args(["-INT", &leaver])
+            .args([sig, &pid.to_string()])
             .status()
             .expect("kill runs")
+            .success()
     };
-    assert!(int().success());
-    // Wait until the leave has begun (it logs nothing to stdout), then again.
+    assert!(signal("-STOP", nodes[1].child.id()));
+    let leaver = nodes[3].child.id();
+    assert!(signal("-INT", leaver));
     wait_until("the leaver to mark itself leaving", || {
         status_page(&seed).contains("leaving")
     });
-    assert!(int().success());
+    assert!(signal("-INT", leaver));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let status = loop {
         if let Some(s) = nodes[3].child.try_wait().expect("wait") {
@@ -261,20 +254,10 @@ fn a_second_ctrl_c_stops_a_leave_and_says_so() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(1), "{status:?}");
-    let mut err = String::new();
-    use std::io::Read;
-    nodes[3]
-        .child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .expect("stderr");
+    let err = stderr_of(&mut nodes[3]);
     assert!(
         err.contains("interrupted: the hand-off did not finish"),
         "{err}"
     );
-    let _ = Command::new("kill")
-        .args(["-CONT", &nodes[1].child.id().to_string()])
-        .status();
+    signal("-CONT", nodes[1].child.id());
 }
