@@ -47,7 +47,10 @@ pub struct NodeConfig {
     pub admin_timeout: Duration,
     /// How long after a delete its tombstone is kept even once every replica
     /// holds it (balance collects it after that), so that a write in flight
-    /// from before the delete cannot land on a replica that forgot it.
+    /// from before the delete cannot land on a replica that forgot it. As
+    /// with Cassandra's gc_grace, a node that holds an old copy of the key
+    /// outside the replica set (a former owner not yet purged) must be purged
+    /// within this time, or its copy can come back.
     pub tombstone_grace: Duration,
     /// The largest value accepted, in bytes.
     pub max_value_len: u64,
@@ -72,7 +75,7 @@ impl NodeConfig {
             down_backoff: Duration::from_secs(1),
             down_after: Duration::from_secs(3),
             admin_timeout: Duration::from_secs(600),
-            tombstone_grace: Duration::from_secs(60),
+            tombstone_grace: Duration::from_secs(24 * 3600),
             max_value_len: 1 << 40,
         }
     }

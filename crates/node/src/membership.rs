@@ -119,17 +119,26 @@ impl Membership {
         self.persist(&self.ring()).await
     }
 
-    /// Adds `node` as joining if it is not a member yet (or was removed and
-    /// comes back with a wiped data dir), at an epoch of at least
-    /// `min_epoch`. Returns the ring and whether it changed.
-    pub async fn add(&self, node: NodeId, min_epoch: u64) -> Result<(Arc<Ring>, bool), String> {
+    /// Adds `node` as joining if it is not a member yet, at an epoch of at
+    /// least `min_epoch`. A removed member comes back only through its own
+    /// join (`readmit`: a node refuses to start on a data dir of a removed
+    /// member, so a join means the dir was wiped); a late announcement or
+    /// hand-off request never revives it. Returns the ring and whether it
+    /// changed.
+    pub async fn add(
+        &self,
+        node: NodeId,
+        min_epoch: u64,
+        readmit: bool,
+    ) -> Result<(Arc<Ring>, bool), String> {
         let _guard = self.change.lock().await;
         let ring = self.ring();
-        if ring
-            .member(&node)
-            .is_some_and(|m| m.state() != MemberState::Removed)
-        {
-            return Ok((ring, false));
+        match ring.member(&node).map(|m| m.state()) {
+            Some(MemberState::Removed) if !readmit => {
+                return Err(format!("{node} was removed from the ring"));
+            }
+            Some(MemberState::Removed) | None => {}
+            Some(_) => return Ok((ring, false)),
         }
         let mut members: Vec<Member> = ring
             .members()

@@ -378,7 +378,10 @@ async fn entry<S: Store>(
                     out.failed.push((node.clone(), e));
                 }
             }
-            if all_hold && let Stamp::Tombstone(version) = &meta.stamp {
+            if all_hold
+                && settled(ring)
+                && let Stamp::Tombstone(version) = &meta.stamp
+            {
                 let req = PurgeRequest {
                     version: version.clone(),
                     held_by_all_replicas: true,
@@ -402,8 +405,22 @@ async fn entry<S: Store>(
             let sender = old.iter().find(|n| {
                 ring.member(n).is_some_and(|m| m.state().has_tokens()) && !sh.peers.is_down(n)
             });
-            if sender != Some(me) {
-                return out;
+            match sender {
+                Some(s) if s == me => {}
+                // Another holder sends, unless its copy is missing or older
+                // than this one (it missed a write or a delete): then this
+                // node sends too, and the newest version wins at the target.
+                Some(s) if old.contains(me) => {
+                    out.probes += 1;
+                    match probe(sh, s, meta.key.clone()).await {
+                        Ok(Some(held)) if held >= *meta.stamp.version() => return out,
+                        Ok(_) => {}
+                        Err(e) => {
+                            out.failed.push((s.clone(), e));
+                        }
+                    }
+                }
+                _ => return out,
             }
             for node in gained {
                 if let Err(e) = ensure(sh, node, &meta, &mut out).await {
@@ -456,6 +473,17 @@ async fn entry<S: Store>(
         }
     }
     out
+}
+
+/// Whether no member is joining or leaving: only then do the current owners
+/// of a range hold everything a tombstone must cover.
+fn settled(ring: &Ring) -> bool {
+    ring.members().iter().all(|m| {
+        matches!(
+            m.state(),
+            mydht_ring::MemberState::Up | mydht_ring::MemberState::Removed
+        )
+    })
 }
 
 /// Makes sure `node` holds this entry's version or a newer one, sending it
@@ -640,6 +668,12 @@ pub(crate) async fn balance<S: Store>(sh: &Arc<Shared<S>>) -> Report {
     }
     let (differing, mine) = (differ.len(), owned);
     let mut keyed = run_in(sh, Pass::Balance, differ).await;
+    // Digests were compared with the current owners only: while members
+    // join or leave, the future owners have not been asked, so no
+    // tombstone may go yet.
+    if !settled(&ring) {
+        agree.clear();
+    }
     let collected = run_in(sh, Pass::Collect, agree).await;
     keyed.dropped += collected.dropped;
     keyed.digests = digests;

@@ -30,7 +30,7 @@ pub(crate) fn whereis<S: Store>(sh: &Arc<Shared<S>>, key: &[u8]) -> Reply {
 /// A node asks to join: add it, answer with the member list, and announce
 /// it to every other member.
 pub(crate) async fn join<S: Store>(sh: &Arc<Shared<S>>, node: NodeId) -> Reply {
-    let (ring, changed) = match sh.members.add(node.clone(), 0).await {
+    let (ring, changed) = match sh.members.add(node.clone(), 0, true).await {
         Ok(r) => r,
         Err(reason) => return Reply::error(ErrorReply::Internal { reason }),
     };
@@ -64,7 +64,7 @@ pub(crate) async fn join<S: Store>(sh: &Arc<Shared<S>>, node: NodeId) -> Reply {
 
 /// A member announces that `node` joined.
 pub(crate) async fn add_node<S: Store>(sh: &Arc<Shared<S>>, node: NodeId, epoch: u64) -> Reply {
-    match sh.members.add(node.clone(), epoch).await {
+    match sh.members.add(node.clone(), epoch, false).await {
         Ok((ring, changed)) => {
             if changed {
                 tracing::info!(%node, epoch = ring.epoch(), "member added");

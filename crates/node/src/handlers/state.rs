@@ -46,7 +46,7 @@ pub(crate) async fn leave<S: Store>(sh: &Arc<Shared<S>>, node: NodeId) -> Reply 
 /// first holder, and answers once they are there.
 pub(crate) async fn handoff<S: Store>(sh: &Arc<Shared<S>>, node: NodeId) -> Reply {
     // The joiner may ask before the seed's announcement arrived.
-    if let Err(reason) = sh.members.add(node.clone(), 0).await {
+    if let Err(reason) = sh.members.add(node.clone(), 0, false).await {
         return Reply::error(ErrorReply::Internal { reason });
     }
     let ring = sh.members.ring();

@@ -127,7 +127,18 @@ async fn coordinate<S: Store>(
     let version = driving.version.clone();
     let pos = Position::of_key(&key);
     let targets = ring.write_set(pos, |n| sh.peers.is_down(n)).to_vec();
-    let counted = ring.preference_list(pos).to_vec();
+    // Acks count from members that will keep the key: the current owners
+    // but a leaving one (its copy goes with it), and the members taking
+    // over a range.
+    let counted: Vec<NodeId> = ring
+        .write_set(pos, |_| false)
+        .iter()
+        .filter(|n| {
+            ring.member(n)
+                .is_some_and(|m| m.state() != mydht_ring::MemberState::Leaving)
+        })
+        .cloned()
+        .collect();
     let tombstone = matches!(write, Write::Tombstone);
     let acked = match write {
         Write::Value(v) => replicate(sh, &key, &version, Some(v), targets, &counted, w).await,
