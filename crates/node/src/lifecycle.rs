@@ -98,11 +98,21 @@ async fn tell_all<S: Store>(
         });
     }
     let mut failed = Vec::new();
-    while let Some(done) = set.join_next().await {
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failed.push(e),
-            Err(e) => failed.push(e.to_string()),
+    loop {
+        // A stopping node does not wait out its peers' deadlines.
+        let next = tokio::select! {
+            () = sh.stop.cancelled() => {
+                failed.push("this node is stopping".into());
+                set.abort_all();
+                break;
+            }
+            next = set.join_next() => next,
+        };
+        match next {
+            None => break,
+            Some(Ok(Ok(()))) => {}
+            Some(Ok(Err(e))) => failed.push(e),
+            Some(Err(e)) => failed.push(e.to_string()),
         }
     }
     failed
@@ -160,7 +170,11 @@ pub(crate) async fn keep_joining<S: Store>(sh: Arc<Shared<S>>) {
             () = sh.stop.cancelled() => return,
             () = tokio::time::sleep(sh.cfg.down_after) => {}
         }
-        match finish_join(&sh).await {
+        let finished = tokio::select! {
+            () = sh.stop.cancelled() => return,
+            r = finish_join(&sh) => r,
+        };
+        match finished {
             Ok(()) => return,
             Err(e) => tracing::warn!(error = %e, "join not finished yet; retrying"),
         }

@@ -24,7 +24,7 @@ pub(crate) async fn balance<S: Store>(sh: &Arc<Shared<S>>, forwarded: bool) -> R
     if let Some(f) = report.failures() {
         failed.push(format!("{}: {f}", sh.members.me()));
     }
-    failed.extend(gather(others).await);
+    failed.extend(gather(others, &sh.stop).await);
     answer("balance", failed)
 }
 
@@ -60,13 +60,26 @@ pub(super) fn forward<S: Store>(
 }
 
 /// Waits for forwarded requests; returns their failures.
-pub(super) async fn gather(mut set: JoinSet<Result<(), String>>) -> Vec<String> {
+pub(super) async fn gather(
+    mut set: JoinSet<Result<(), String>>,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Vec<String> {
     let mut failed = Vec::new();
-    while let Some(done) = set.join_next().await {
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failed.push(e),
-            Err(e) => failed.push(format!("a forwarding task failed: {e}")),
+    loop {
+        // A stopping node does not wait out its peers' deadlines.
+        let next = tokio::select! {
+            () = stop.cancelled() => {
+                failed.push("this node is stopping".into());
+                set.abort_all();
+                break;
+            }
+            next = set.join_next() => next,
+        };
+        match next {
+            None => break,
+            Some(Ok(Ok(()))) => {}
+            Some(Ok(Err(e))) => failed.push(e),
+            Some(Err(e)) => failed.push(format!("a forwarding task failed: {e}")),
         }
     }
     failed

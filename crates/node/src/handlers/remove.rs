@@ -52,6 +52,6 @@ pub(crate) async fn remove<S: Store>(sh: &Arc<Shared<S>>, node: NodeId, forwarde
     if let Some(f) = report.failures() {
         failed.push(format!("{}: {f}", sh.members.me()));
     }
-    failed.extend(gather(others).await);
+    failed.extend(gather(others, &sh.stop).await);
     answer("remove", failed)
 }
