@@ -667,3 +667,45 @@ async fn a_leave_past_its_deadline_says_how_far_it_got() {
     assert_eq!(state, Some(MemberState::Leaving));
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_back_with_a_wiped_data_dir_gets_its_keys_before_it_serves_reads() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (mut cluster, dirs) = disk_cluster(root.path(), 3, 3).await;
+    let keys: Vec<String> = (0..40).map(|i| format!("wiped-{i}")).collect();
+    for k in &keys {
+        cluster.client(0).put(k, "v").await.expect("put");
+    }
+    let name = cluster.names[2].clone();
+    cluster.stop(2).await;
+    std::fs::remove_dir_all(&dirs[2]).expect("wipe");
+    // Same name, empty store, joining through a member that lists it as up.
+    let back = start_in(&dirs[2], port_of(&name), Some(&cluster.names[0]), 3)
+        .await
+        .expect("restart with a wiped dir");
+    cluster.nodes[2] = Some(back);
+    // N = 3 on three nodes: every key belongs on it, and comes back.
+    wait_until(
+        "every key back on the wiped member",
+        Duration::from_secs(20),
+        || {
+            let (name, keys) = (name.clone(), keys.clone());
+            async move {
+                for k in &keys {
+                    if !matches!(held(&name, k).await, Held::Value(_)) {
+                        return false;
+                    }
+                }
+                true
+            }
+        },
+    )
+    .await;
+    let seed = cluster.names[0].clone();
+    wait_until("the member to be up again", Duration::from_secs(10), || {
+        let (seed, name) = (seed.clone(), name.clone());
+        async move { shown_as(&seed, &name).await == "up" }
+    })
+    .await;
+    cluster.shutdown().await;
+}

@@ -163,6 +163,25 @@ pub(crate) async fn finish_join<S: Store>(sh: &Arc<Shared<S>>) -> Result<(), Str
     Ok(())
 }
 
+/// Whether the ring lists this node as up beside other members holding
+/// data.
+pub(crate) fn listed_up_with_others<S: Store>(sh: &Arc<Shared<S>>) -> bool {
+    let ring = sh.members.ring();
+    let me = sh.members.me();
+    ring.member(me)
+        .is_some_and(|m| m.state() == MemberState::Up)
+        && ring
+            .members()
+            .iter()
+            .any(|m| m.id() != me && m.state().holds_data())
+}
+
+/// Turns this node back to joining (it has lost its data), so that it takes
+/// writes but answers no reads until the hand-off brings its keys back.
+pub(crate) async fn rejoin_empty<S: Store>(sh: &Arc<Shared<S>>) -> Result<(), String> {
+    announce(sh, MemberState::Joining).await
+}
+
 /// Keeps trying to finish the join until it succeeds or the node stops.
 pub(crate) async fn keep_joining<S: Store>(sh: Arc<Shared<S>>) {
     while is_joining(&sh) {

@@ -145,7 +145,18 @@ pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, No
         crate::membership::rejoin(&sh).await?;
     }
     match sh.cfg.seed.clone() {
-        Some(seed) if seed != name.as_str() => join(&sh, &seed).await?,
+        Some(seed) if seed != name.as_str() => {
+            join(&sh, &seed).await?;
+            // A member the ring still lists as up, starting with no saved
+            // view, lost its data (a wiped dir, or `--memory`): it must not
+            // answer reads until its keys are back, so it joins again.
+            if !restored && crate::lifecycle::listed_up_with_others(&sh) {
+                tracing::info!("this member's data is gone: joining again to get it back");
+                if let Err(e) = crate::lifecycle::rejoin_empty(&sh).await {
+                    tracing::warn!(error = %e, "not every member learned this node is joining");
+                }
+            }
+        }
         _ if !restored => sh
             .members
             .save()
