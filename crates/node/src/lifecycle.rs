@@ -85,8 +85,18 @@ async fn tell_all<S: Store>(
     request: &Request,
     deadline: Duration,
 ) -> Vec<String> {
+    tell(sh, others(sh), request, deadline).await
+}
+
+/// Sends `request` to `nodes` with `deadline`; returns the failures.
+async fn tell<S: Store>(
+    sh: &Arc<Shared<S>>,
+    nodes: Vec<NodeId>,
+    request: &Request,
+    deadline: Duration,
+) -> Vec<String> {
     let mut set = JoinSet::new();
-    for node in others(sh) {
+    for node in nodes {
         let (sh, request) = (sh.clone(), request.clone());
         set.spawn(async move {
             match sh.peers.call_within(&node, request, deadline).await {
@@ -151,7 +161,13 @@ pub(crate) async fn finish_join<S: Store>(sh: &Arc<Shared<S>>) -> Result<(), Str
     let request = Request::Handoff {
         node: sh.members.me().clone(),
     };
-    let failed = tell_all(sh, &request, sh.cfg.admin_timeout).await;
+    // A down member is not waited for: every other holder of a key checks
+    // that its elected sender has it and sends it otherwise.
+    let live: Vec<NodeId> = others(sh)
+        .into_iter()
+        .filter(|n| !sh.peers.is_down(n))
+        .collect();
+    let failed = tell(sh, live, &request, sh.cfg.admin_timeout).await;
     if !failed.is_empty() {
         return Err(failed.join("; "));
     }

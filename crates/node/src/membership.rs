@@ -278,6 +278,9 @@ pub(crate) async fn rejoin<S: mydht_store::Store>(
         .filter(|m| m.state() != MemberState::Removed && m.id() != &me)
         .map(|m| m.id().clone())
         .collect();
+    // Every member that answers is asked: announcements are best-effort, so
+    // one that missed the removal must not be the only one heard.
+    let mut newest: Option<(NodeId, mydht_proto::Members)> = None;
     for node in others {
         let Ok(mydht_proto::Response::Members(view)) =
             sh.peers.call(&node, mydht_proto::Request::Members).await
@@ -288,20 +291,22 @@ pub(crate) async fn rejoin<S: mydht_store::Store>(
             Some(m) if m.state() == MemberState::Removed => {
                 return Err(removed(&node, view.epoch));
             }
-            Some(_) if view.epoch > ring.epoch() => {
-                let epoch = view.epoch;
-                sh.members
-                    .adopt(view)
-                    .await
-                    .map_err(|reason| NodeError::Join {
-                        seed: node.to_string(),
-                        reason,
-                    })?;
-                tracing::info!(%node, epoch, "took a newer view on restart");
+            Some(_) if view.epoch > newest.as_ref().map_or(ring.epoch(), |(_, v)| v.epoch) => {
+                newest = Some((node, view));
             }
             _ => {}
         }
-        return Ok(());
+    }
+    if let Some((node, view)) = newest {
+        let epoch = view.epoch;
+        sh.members
+            .adopt(view)
+            .await
+            .map_err(|reason| NodeError::Join {
+                seed: node.to_string(),
+                reason,
+            })?;
+        tracing::info!(%node, epoch, "took a newer view on restart");
     }
     Ok(())
 }
