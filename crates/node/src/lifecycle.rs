@@ -225,12 +225,14 @@ pub(crate) async fn leave<S: Store>(
 ) -> Result<LeaveReport, LeaveError> {
     let membership = |reason| LeaveError::Membership { reason };
     let ring = sh.members.ring();
-    let holders = ring
+    // Joining members count: they are who would own the keys next, and the
+    // hand-off goes to them like to anyone else.
+    let heirs = ring
         .members()
         .iter()
-        .filter(|m| m.id() != sh.members.me() && m.state().holds_data())
+        .filter(|m| m.id() != sh.members.me() && m.state().has_tokens())
         .count();
-    if holders == 0 {
+    if heirs == 0 {
         tracing::info!("last member: nothing to hand off");
         return Ok(LeaveReport {
             checked: 0,
