@@ -153,6 +153,13 @@ pub struct NodeArgs {
     /// not hand off.
     #[arg(long = "leave-timeout", default_value_t = 300)]
     pub leave_timeout: u64,
+    /// What SIGINT/SIGTERM do: `leave` (default, as the seed did: hand the
+    /// keys off and leave the ring for good) or `stop` (stop at once and
+    /// stay a member: a restart on the same data dir rejoins with the data,
+    /// for restarts and upgrades, and for stopping a whole cluster, where
+    /// every node leaving at once would leave nobody to hand off to).
+    #[arg(long = "on-signal", default_value = "leave", value_parser = ["leave", "stop"])]
+    pub on_signal: String,
 }
 
 #[derive(Args, Debug)]

@@ -20,6 +20,7 @@ pub async fn run(args: NodeArgs) -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let leave_deadline = std::time::Duration::from_secs(args.leave_timeout);
+    let leave_on_signal = args.on_signal == "leave";
     match start(args).await {
         Ok(node) => {
             // The one line scripts and tests wait for.
@@ -28,7 +29,7 @@ pub async fn run(args: NodeArgs) -> ExitCode {
                 node.name(),
                 node.local_addr()
             );
-            if wait_for_signal(&node).await {
+            if wait_for_signal(&node).await && leave_on_signal {
                 return leave(node, leave_deadline).await;
             }
             node.shutdown().await;

@@ -77,3 +77,31 @@ fn sigint_stops_a_node_cleanly() {
     let status = a.interrupt();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn on_signal_stop_keeps_the_node_a_member_so_a_whole_cluster_can_restart() {
+    let dir = temp_dir();
+    let mut a = NodeProc::start(0, &dir.path().join("a"), &["--on-signal", "stop"]);
+    let mut b = NodeProc::start(
+        0,
+        &dir.path().join("b"),
+        &["-s", &a.name, "--on-signal", "stop"],
+    );
+    wait_until("2 members", || {
+        status_page(&a.name).contains("The ring consists of 2 nodes")
+    });
+    let o = client(&a.port_arg(), &["-c", "put", "-k", "kept", "-val", "v"]);
+    assert_eq!(stdout(&o), "PUT OK kept\n", "{}", stderr(&o));
+    // Stop the whole cluster with SIGINT: nobody leaves.
+    let (pa, pb) = (a.port, b.port);
+    assert!(a.interrupt().success());
+    assert!(b.interrupt().success());
+    // Both come back on their data dirs, still a ring of two, data intact.
+    let a = NodeProc::start(pa, &dir.path().join("a"), &[]);
+    let b = NodeProc::start(pb, &dir.path().join("b"), &[]);
+    assert!(status_page(&a.name).contains("The ring consists of 2 nodes"));
+    for node in [&a, &b] {
+        let o = client(&node.port_arg(), &["-c", "haskey", "-k", "kept"]);
+        assert_ne!(stdout(&o), "0.0\n", "lost on {}", node.name);
+    }
+}
