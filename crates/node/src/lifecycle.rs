@@ -107,25 +107,7 @@ async fn tell<S: Store>(
             }
         });
     }
-    let mut failed = Vec::new();
-    loop {
-        // A stopping node does not wait out its peers' deadlines.
-        let next = tokio::select! {
-            () = sh.stop.cancelled() => {
-                failed.push("this node is stopping".into());
-                set.abort_all();
-                break;
-            }
-            next = set.join_next() => next,
-        };
-        match next {
-            None => break,
-            Some(Ok(Ok(()))) => {}
-            Some(Ok(Err(e))) => failed.push(e),
-            Some(Err(e)) => failed.push(e.to_string()),
-        }
-    }
-    failed
+    crate::handlers::balance::gather(set, &sh.stop).await
 }
 
 /// Sets this node's state and announces it to every other member.

@@ -59,14 +59,14 @@ pub(super) fn forward<S: Store>(
     set
 }
 
-/// Waits for forwarded requests; returns their failures.
-pub(super) async fn gather(
+/// Waits for requests sent to other members; returns their failures. A
+/// stopping node does not wait out its peers' deadlines.
+pub(crate) async fn gather(
     mut set: JoinSet<Result<(), String>>,
     stop: &tokio_util::sync::CancellationToken,
 ) -> Vec<String> {
     let mut failed = Vec::new();
     loop {
-        // A stopping node does not wait out its peers' deadlines.
         let next = tokio::select! {
             () = stop.cancelled() => {
                 failed.push("this node is stopping".into());
@@ -79,7 +79,7 @@ pub(super) async fn gather(
             None => break,
             Some(Ok(Ok(()))) => {}
             Some(Ok(Err(e))) => failed.push(e),
-            Some(Err(e)) => failed.push(format!("a forwarding task failed: {e}")),
+            Some(Err(e)) => failed.push(format!("a task calling a member failed: {e}")),
         }
     }
     failed

@@ -3,7 +3,7 @@
 //! into frames.
 
 mod admin;
-mod balance;
+pub(crate) mod balance;
 pub(crate) mod get;
 mod purge;
 mod remove;
