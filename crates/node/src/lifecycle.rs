@@ -115,7 +115,7 @@ async fn announce<S: Store>(sh: &Arc<Shared<S>>, state: MemberState) -> Result<(
     let me = sh.members.me().clone();
     let (_, ring, _) = sh.members.set_state(&me, state, 0).await?;
     let request = if state == MemberState::Removed {
-        Request::Leave { node: me }
+        Request::Left { node: me }
     } else {
         Request::SetState {
             node: me,
@@ -140,7 +140,7 @@ pub(crate) fn is_joining<S: Store>(sh: &Shared<S>) -> bool {
 
 /// Asks every member for the keys this node gained, then becomes up.
 pub(crate) async fn finish_join<S: Store>(sh: &Arc<Shared<S>>) -> Result<(), String> {
-    let request = Request::Handoff {
+    let request = Request::SendGained {
         node: sh.members.me().clone(),
     };
     // A down member is not waited for: every other holder of a key checks

@@ -16,7 +16,7 @@ use bytes::BytesMut;
 use mydht_proto::io::{FrameReader, FrameWriter, IoError, accept_preface, write_frames};
 use mydht_proto::{
     Body, Chunk, CodecError, ErrorReply, Frame, FrameError, Limited, MAX_PROTOCOL_VERSION,
-    MIN_PROTOCOL_VERSION, PrefaceError, Request, RequestId, Response, WINDOW, Welcome,
+    MIN_PROTOCOL_VERSION, PrefaceError, RequestId, Response, WINDOW, Welcome,
 };
 use mydht_store::Store;
 use tokio::net::TcpStream;
@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-use crate::handlers::{self, Reply, has_body};
+use crate::handlers::{self, Reply};
 use crate::shared::Shared;
 use crate::stream::{BodyIn, Source};
 
@@ -104,7 +104,7 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: TcpStream) {
                 id,
                 body: Body::Request(request),
             })) => {
-                let body = if has_body(&request) {
+                let body = if request.has_body() {
                     let (btx, brx) = mpsc::channel(BODY_QUEUE);
                     bodies.insert(id.0, btx);
                     Some(BodyIn {
@@ -117,7 +117,7 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: TcpStream) {
                 };
                 // A reply that may stream gets its window now, so that a
                 // cancel arriving before the reply is ready still stops it.
-                let window = if replies_may_stream(&request) {
+                let window = if request.reply_may_stream() {
                     credits.open(id)
                 } else {
                     None
@@ -237,11 +237,6 @@ impl Credits {
         g.0.clear();
         g.1 = true;
     }
-}
-
-/// Requests whose answer may be a streamed value.
-fn replies_may_stream(request: &Request) -> bool {
-    matches!(request, Request::Get(_) | Request::ReplicaFetch { .. })
 }
 
 fn error_frame(id: RequestId, e: ErrorReply) -> Frame {

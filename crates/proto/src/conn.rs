@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::io::{FrameReader, FrameWriter, IoError, connect_preface, write_frames};
 use crate::{
-    Body, Chunk, ChunkAssembler, ErrorReply, Frame, Hello, Limited, Limits, Payload, ReplicaEntry,
-    Request, RequestId, Response, StreamError, WINDOW, split_chunks,
+    Body, Chunk, ChunkAssembler, ErrorReply, Frame, Hello, Limited, Limits, Payload, Request,
+    RequestId, Response, StreamError, WINDOW, split_chunks,
 };
 
 /// Frames buffered per exchange: a full window of chunks plus the response
@@ -90,7 +90,7 @@ pub struct Connection {
 /// direction (a response not followed by chunks, a final chunk, a cancel).
 fn is_terminal(body: &Body) -> bool {
     match body {
-        Body::Response(r) => !response_streams(r),
+        Body::Response(r) => !r.streams(),
         Body::Chunk(c) => c.last,
         Body::Ack(_) => false,
         _ => true,
@@ -107,20 +107,6 @@ pub fn payload_for(value: &Bytes, chunk_size: usize) -> Payload {
             len: Some(value.len() as u64),
         }
     }
-}
-
-/// Whether a response announces a value that follows as chunks.
-pub fn response_streams(r: &Response) -> bool {
-    matches!(
-        r,
-        Response::Value {
-            value: Payload::Streamed { .. },
-            ..
-        } | Response::Entry(Some(ReplicaEntry {
-            value: Some(Payload::Streamed { .. }),
-            ..
-        }))
-    )
 }
 
 fn lock(p: &Pending) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::Sender<Body>>> {

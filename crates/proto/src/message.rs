@@ -170,9 +170,10 @@ pub enum Request {
         /// As for [`Request::Balance`].
         forwarded: bool,
     },
-    /// The named member is leaving the ring.
-    Leave {
-        /// The leaving member.
+    /// The named member has left the ring: it handed its keys off and is
+    /// now removed. (Wire index 8, once named `Leave`.)
+    Left {
+        /// The member that left.
         node: NodeId,
     },
     /// The named node asks to join; answered with the member list.
@@ -223,8 +224,8 @@ pub enum Request {
     },
     /// Send `node` (a joining member) the keys it gained by joining, from
     /// this node's store; answered with [`Response::Done`] once they are
-    /// there.
-    Handoff {
+    /// there. (Wire index 16, once named `Handoff`.)
+    SendGained {
         /// The joining member.
         node: NodeId,
     },
@@ -326,4 +327,80 @@ pub enum Response {
         /// XOR over those entries of a hash of key, version and kind.
         hash: u64,
     },
+}
+
+/// Which messages carry a value as chunks after them: the one table the
+/// node's session, the requesting connection and the handlers all read, so a
+/// new streamed message is added here once.
+impl Request {
+    /// Whether the request's value follows it as chunks.
+    pub fn has_body(&self) -> bool {
+        matches!(
+            self,
+            Request::Put(Put {
+                value: Payload::Streamed { .. },
+                ..
+            }) | Request::ReplicaStore {
+                value: Some(Payload::Streamed { .. }),
+                ..
+            }
+        )
+    }
+
+    /// Whether the answer to this request may be a streamed value (so the
+    /// answering side opens a flow-control window for it on arrival).
+    pub fn reply_may_stream(&self) -> bool {
+        matches!(self, Request::Get(_) | Request::ReplicaFetch { .. })
+    }
+
+    /// The key the request names, if it names one (for the key-length check
+    /// every door makes before anything else).
+    pub fn key(&self) -> Option<&[u8]> {
+        match self {
+            Request::Put(p) => Some(&p.key),
+            Request::Get(g) => Some(&g.key),
+            Request::Del(d) => Some(&d.key),
+            Request::HasKey { key }
+            | Request::Whereis { key }
+            | Request::ReplicaStore { key, .. }
+            | Request::ReplicaFetch { key }
+            | Request::ReplicaProbe { key } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+impl Response {
+    /// Whether the response announces a value that follows as chunks.
+    pub fn streams(&self) -> bool {
+        matches!(
+            self,
+            Response::Value {
+                value: Payload::Streamed { .. },
+                ..
+            } | Response::Entry(Some(ReplicaEntry {
+                value: Some(Payload::Streamed { .. }),
+                ..
+            }))
+        )
+    }
+
+    /// The variant's name, for errors that report an answer of the wrong
+    /// kind without printing its contents (a value may be large).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::Stored { .. } => "Stored",
+            Response::Deleted { .. } => "Deleted",
+            Response::Value { .. } => "Value",
+            Response::HasKey { .. } => "HasKey",
+            Response::Whereis { .. } => "Whereis",
+            Response::Done => "Done",
+            Response::Members(_) => "Members",
+            Response::ReplicaStored { .. } => "ReplicaStored",
+            Response::Held(_) => "Held",
+            Response::Entry(_) => "Entry",
+            Response::Error(_) => "Error",
+            Response::Digest { .. } => "Digest",
+        }
+    }
 }

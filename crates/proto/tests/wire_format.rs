@@ -79,7 +79,7 @@ fn request_variant_indices_are_stable() {
             node: node(),
             forwarded: false,
         },
-        Request::Leave { node: node() },
+        Request::Left { node: node() },
         Request::Join { node: node() },
         Request::AddNode {
             node: node(),
@@ -98,7 +98,7 @@ fn request_variant_indices_are_stable() {
             state: mydht_ring::MemberState::Up,
             epoch: 2,
         },
-        Request::Handoff { node: node() },
+        Request::SendGained { node: node() },
         Request::ReplicaDigest { start: 1, end: 2 },
     ];
     let tags: Vec<u8> = requests.iter().map(tag).collect();

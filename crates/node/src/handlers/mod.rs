@@ -13,7 +13,7 @@ pub(crate) mod write;
 
 use std::sync::Arc;
 
-use mydht_proto::{ErrorReply, Payload, Request, Response};
+use mydht_proto::{ErrorReply, Request, Response};
 use mydht_store::{Store, StoreError};
 
 use crate::shared::Shared;
@@ -33,27 +33,13 @@ impl Reply {
     }
 }
 
-/// Whether a request's value follows it as chunks.
-pub(crate) fn has_body(request: &Request) -> bool {
-    matches!(
-        request,
-        Request::Put(mydht_proto::Put {
-            value: Payload::Streamed { .. },
-            ..
-        }) | Request::ReplicaStore {
-            value: Some(Payload::Streamed { .. }),
-            ..
-        }
-    )
-}
-
 /// Handles one request. `body` carries the chunks of a streamed value.
 pub(crate) async fn handle<S: Store>(
     sh: &Arc<Shared<S>>,
     request: Request,
     body: Option<BodyIn>,
 ) -> Reply {
-    if let Some(key) = key_of(&request)
+    if let Some(key) = request.key()
         && let Err(e) = sh.cfg.limits.check_key(key)
     {
         return Reply::error(e);
@@ -77,24 +63,10 @@ pub(crate) async fn handle<S: Store>(
         Request::Purge => purge::purge(sh).await,
         Request::Balance { forwarded } => balance::balance(sh, forwarded).await,
         Request::Remove { node, forwarded } => remove::remove(sh, node, forwarded).await,
-        Request::Leave { node } => state::leave(sh, node).await,
+        Request::Left { node } => state::left(sh, node).await,
         Request::SetState { node, state, epoch } => state::set_state(sh, node, state, epoch).await,
-        Request::Handoff { node } => state::handoff(sh, node).await,
+        Request::SendGained { node } => state::send_gained(sh, node).await,
         Request::ReplicaDigest { start, end } => balance::serve_digest(sh, start, end).await,
-    }
-}
-
-fn key_of(request: &Request) -> Option<&[u8]> {
-    match request {
-        Request::Put(p) => Some(&p.key),
-        Request::Get(g) => Some(&g.key),
-        Request::Del(d) => Some(&d.key),
-        Request::HasKey { key }
-        | Request::Whereis { key }
-        | Request::ReplicaStore { key, .. }
-        | Request::ReplicaFetch { key }
-        | Request::ReplicaProbe { key } => Some(key),
-        _ => None,
     }
 }
 

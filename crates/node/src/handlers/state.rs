@@ -1,6 +1,6 @@
 //! Ring-state announcements and the hand-off to a joining member:
-//! `SetState` (joining → up, up → leaving), `Leave` (the member is gone:
-//! removed) and `Handoff` (send a joining member the keys it gained).
+//! `SetState` (joining → up, up → leaving), `Left` (the member is gone:
+//! removed) and `SendGained` (send a joining member the keys it gained).
 
 use std::sync::Arc;
 
@@ -38,13 +38,13 @@ pub(crate) async fn set_state<S: Store>(
 }
 
 /// `node` has handed off its ranges and left the ring.
-pub(crate) async fn leave<S: Store>(sh: &Arc<Shared<S>>, node: NodeId) -> Reply {
+pub(crate) async fn left<S: Store>(sh: &Arc<Shared<S>>, node: NodeId) -> Reply {
     set_state(sh, node, MemberState::Removed, 0).await
 }
 
 /// Sends `node` the keys it gained by joining, for which this node is the
 /// first holder, and answers once they are there.
-pub(crate) async fn handoff<S: Store>(sh: &Arc<Shared<S>>, node: NodeId) -> Reply {
+pub(crate) async fn send_gained<S: Store>(sh: &Arc<Shared<S>>, node: NodeId) -> Reply {
     // The joiner may ask before the seed's announcement arrived.
     if let Err(reason) = sh.members.add(node.clone(), 0, false).await {
         return Reply::error(ErrorReply::Internal { reason });

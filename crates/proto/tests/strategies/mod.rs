@@ -75,7 +75,7 @@ pub fn request() -> impl Strategy<Value = Request> {
         any::<bool>().prop_map(|forwarded| Request::Balance { forwarded }),
         (node_id(), any::<bool>())
             .prop_map(|(node, forwarded)| Request::Remove { node, forwarded }),
-        node_id().prop_map(|node| Request::Leave { node }),
+        node_id().prop_map(|node| Request::Left { node }),
         node_id().prop_map(|node| Request::Join { node }),
         (node_id(), any::<u64>()).prop_map(|(node, epoch)| Request::AddNode { node, epoch }),
         (key(), version(), prop::option::of(payload())).prop_map(|(key, version, value)| {
@@ -90,7 +90,7 @@ pub fn request() -> impl Strategy<Value = Request> {
         Just(Request::Members),
         (node_id(), member_state(), any::<u64>())
             .prop_map(|(node, state, epoch)| Request::SetState { node, state, epoch }),
-        node_id().prop_map(|node| Request::Handoff { node }),
+        node_id().prop_map(|node| Request::SendGained { node }),
         (any::<u64>(), any::<u64>()).prop_map(|(start, end)| Request::ReplicaDigest { start, end }),
     ]
 }
