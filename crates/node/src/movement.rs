@@ -543,58 +543,6 @@ async fn probe<S: Store>(
     }
 }
 
-/// What a store holds in a range, in brief: entries, tombstones among them,
-/// and the XOR of a hash of each entry's key, version and kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Digest {
-    pub count: u64,
-    pub tombstones: u64,
-    pub hash: u64,
-}
-
-/// This node's digest of `range`.
-pub(crate) async fn local_digest<S: Store>(
-    store: &S,
-    range: TokenRange,
-) -> Result<Digest, mydht_store::StoreError> {
-    let mut d = Digest {
-        count: 0,
-        tombstones: 0,
-        hash: 0,
-    };
-    let mut cursor = None;
-    loop {
-        let page = store.scan(range, cursor.as_ref(), 1024).await?;
-        for e in &page.entries {
-            d.count += 1;
-            d.tombstones += u64::from(e.stamp.is_tombstone());
-            d.hash ^= entry_hash(e);
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return Ok(d),
-        }
-    }
-}
-
-fn entry_hash(e: &EntryMeta) -> u64 {
-    use md5::{Digest as _, Md5};
-    let (kind, v) = match &e.stamp {
-        Stamp::Value(v) => (0u8, v),
-        Stamp::Tombstone(v) => (1u8, v),
-    };
-    let mut h = Md5::new();
-    h.update((e.key.len() as u64).to_le_bytes());
-    h.update(&e.key);
-    h.update([kind]);
-    h.update(v.timestamp.raw().to_le_bytes());
-    h.update(v.node.as_str().as_bytes());
-    let out = h.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&out[..8]);
-    u64::from_le_bytes(first)
-}
-
 /// `node`'s digest of `range`.
 async fn remote_digest<S: Store>(
     sh: &Arc<Shared<S>>,
@@ -619,19 +567,13 @@ pub(crate) async fn balance<S: Store>(sh: &Arc<Shared<S>>) -> Report {
     let me = sh.members.me().clone();
     let ring = sh.members.ring();
     let mut report = Report::default();
-    let ranges = match Ring::new(ring.params(), 0, Vec::new()) {
-        Ok(empty) => Ring::changes(&empty, &ring),
-        Err(e) => {
-            report.failed.insert(me, e.to_string());
-            return report;
-        }
-    };
+    let ranges = ring.ranges();
     let (mut differ, mut agree) = (Vec::new(), Vec::new());
     let mut digests = 0u64;
-    let owned = ranges.iter().filter(|c| c.after().contains(&me)).count();
-    for change in ranges.iter().filter(|c| c.after().contains(&me)) {
+    let owned = ranges.iter().filter(|c| c.replicas().contains(&me)).count();
+    for change in ranges.iter().filter(|c| c.replicas().contains(&me)) {
         let range = change.range();
-        let mine = match local_digest(&sh.store, range).await {
+        let mine = match sh.store.digest(range).await {
             Ok(d) => d,
             Err(e) => {
                 report
@@ -641,7 +583,7 @@ pub(crate) async fn balance<S: Store>(sh: &Arc<Shared<S>>) -> Report {
             }
         };
         let mut same = true;
-        for node in change.after().iter().filter(|n| **n != me) {
+        for node in change.replicas().iter().filter(|n| **n != me) {
             digests += 1;
             if sh.peers.is_down(node) {
                 report

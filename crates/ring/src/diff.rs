@@ -107,10 +107,50 @@ impl Ring {
     pub fn pending_changes(&self) -> Vec<RangeChange> {
         diff(self, Placement::Current, self, Placement::Target)
     }
+
+    /// Every range of the circle with its current replicas, adjacent ranges
+    /// with the same replicas merged: what a member walks to compare each
+    /// range it replicates with the range's other replicas. Empty when no
+    /// member holds data.
+    pub fn ranges(&self) -> Vec<ReplicatedRange> {
+        diff_from(None, self, Placement::Current)
+            .into_iter()
+            .map(|c| ReplicatedRange {
+                range: c.range,
+                replicas: c.after,
+            })
+            .collect()
+    }
+}
+
+/// A range of the circle and the members that replicate it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicatedRange {
+    range: TokenRange,
+    replicas: Vec<NodeId>,
+}
+
+impl ReplicatedRange {
+    /// The keys concerned.
+    pub fn range(&self) -> TokenRange {
+        self.range
+    }
+
+    /// Its replicas, in preference order.
+    pub fn replicas(&self) -> &[NodeId] {
+        &self.replicas
+    }
 }
 
 fn diff(a: &Ring, pa: Placement, b: &Ring, pb: Placement) -> Vec<RangeChange> {
-    let mut bounds: Vec<u64> = a.tokens().iter().chain(b.tokens()).copied().collect();
+    diff_from(Some((a, pa)), b, pb)
+}
+
+/// Ranges whose replicas differ from `a`'s placement (none at all when `a`
+/// is `None`) to `b`'s.
+fn diff_from(a: Option<(&Ring, Placement)>, b: &Ring, pb: Placement) -> Vec<RangeChange> {
+    let a_tokens = a.map_or(&[][..], |(a, _)| a.tokens());
+    let mut bounds: Vec<u64> = a_tokens.iter().chain(b.tokens()).copied().collect();
     bounds.sort_unstable();
     bounds.dedup();
     let mut out: Vec<RangeChange> = Vec::new();
@@ -122,7 +162,7 @@ fn diff(a: &Ring, pa: Placement, b: &Ring, pb: Placement) -> Vec<RangeChange> {
         };
         // No token of either ring lies strictly inside (start, end], so
         // every key there lands on the same token as `end` itself does.
-        let before = a.placement(pa, Position(end)).to_vec();
+        let before = a.map_or_else(Vec::new, |(a, pa)| a.placement(pa, Position(end)).to_vec());
         let after = b.placement(pb, Position(end)).to_vec();
         if same_set(&before, &after) {
             continue;

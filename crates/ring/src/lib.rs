@@ -20,7 +20,7 @@ mod member;
 mod position;
 mod ring;
 
-pub use diff::{RangeChange, TokenRange};
+pub use diff::{RangeChange, ReplicatedRange, TokenRange};
 pub use error::RingError;
 pub use member::{Member, MemberState, MemberStatus, NodeId};
 pub use position::{Position, token_position};

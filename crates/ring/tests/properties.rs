@@ -55,6 +55,28 @@ proptest! {
         }
     }
 
+    /// The ranges a member walks to compare replicas cover the whole circle,
+    /// each position exactly once, with that position's preference list.
+    #[test]
+    fn ranges_cover_the_circle_with_each_positions_replicas(
+        names in names(1..=8),
+        n in 1usize..=4,
+        v in 1u32..=16,
+        positions in prop::collection::vec(any::<u64>(), 32),
+    ) {
+        let r = ring(n, v, up(&names));
+        let ranges = r.ranges();
+        prop_assert!(!ranges.is_empty());
+        let total: u128 = ranges.iter().map(|x| x.range().len()).sum();
+        prop_assert_eq!(total, 1u128 << 64);
+        for p in positions {
+            let pos = Position(p);
+            let holding: Vec<_> = ranges.iter().filter(|x| x.range().contains(pos)).collect();
+            prop_assert_eq!(holding.len(), 1);
+            prop_assert_eq!(holding[0].replicas(), &r.preference_list(pos).to_vec()[..]);
+        }
+    }
+
     /// Property 2: Placement depends only on the member set, not on the order the
     /// members were given in.
     #[test]

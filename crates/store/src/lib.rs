@@ -2,7 +2,8 @@
 //!
 //! [`Store`] keeps, per key, the newest version written (last-writer-wins by
 //! [`Version`](mydht_proto::Version)) as a value or a tombstone, lists keys
-//! by ring range in position order, and counts keys and bytes as it goes.
+//! by ring range in position order, summarizes a range as a digest, and
+//! counts keys and bytes as it goes.
 //! [`MemoryStore`] is the seed's in-memory behaviour (`--memory`);
 //! [`DiskStore`] is the durable default. The [`HybridClock`] that stamps a
 //! coordinator's writes lives here too, but the store never stamps: versions
@@ -32,6 +33,7 @@
 //!   out under 7 MiB resident, see `examples/big_value.rs`).
 
 mod clock;
+mod digest;
 mod disk;
 mod entry;
 mod error;
@@ -40,6 +42,7 @@ mod memory;
 mod store;
 
 pub use clock::{ClockError, DEFAULT_MAX_SKEW, HybridClock};
+pub use digest::RangeDigest;
 pub use disk::{DiskOptions, DiskStore, SyncPolicy, UnknownSyncPolicy};
 pub use entry::{
     EntryMeta, Lookup, MAX_KEY_LEN, Outcome, Purge, PurgeRequest, ScanCursor, ScanPage, Stamp,

@@ -13,7 +13,8 @@ use mydht_ring::TokenRange;
 use tokio::io::AsyncRead;
 
 use crate::{
-    Lookup, Outcome, Purge, PurgeRequest, ScanCursor, ScanPage, Stamp, StoreError, StoreStats,
+    Lookup, Outcome, Purge, PurgeRequest, RangeDigest, ScanCursor, ScanPage, Stamp, StoreError,
+    StoreStats,
 };
 
 /// A node's local storage engine.
@@ -75,6 +76,15 @@ pub trait Store: Send + Sync + 'static {
         page_size: usize,
     ) -> impl Future<Output = Result<ScanPage, StoreError>> + Send {
         self.scan(crate::layout::whole_ring(), after, page_size)
+    }
+
+    /// A digest of the entries whose position lies in `range`, values and
+    /// tombstones alike (anti-entropy compares these between replicas).
+    fn digest(
+        &self,
+        range: TokenRange,
+    ) -> impl Future<Output = Result<RangeDigest, StoreError>> + Send {
+        crate::digest::scan_digest(self, range)
     }
 
     /// Key count and bytes, kept current on every write (no scan).

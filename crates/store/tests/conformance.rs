@@ -22,6 +22,7 @@ async fn test_suite<S: Store>(store: Arc<S>) {
     listing(&*store).await;
     purging(&*store).await;
     dropping(&*store).await;
+    digests(&*store).await;
     racing_puts(store.clone()).await;
 }
 
@@ -356,6 +357,87 @@ async fn dropping<S: Store>(s: &S) {
     );
     assert_eq!(got(s, k).await, Got::Absent);
     assert_eq!(s.stats(), before);
+}
+
+/// A range digest counts entries and tombstones and changes with any
+/// version; an older write that does not apply leaves it as it was.
+async fn digests<S: Store>(s: &S) {
+    let whole = TokenRange::new(Position(0), Position(0));
+    let before = s.digest(whole).await.expect("digest");
+    let k = b"digest-a";
+    assert!(
+        s.put(k, ver(10, "a:1"), Bytes::from_static(b"x"))
+            .await
+            .expect("put")
+            .applied()
+    );
+    let one = s.digest(whole).await.expect("digest");
+    assert_eq!(one.count, before.count + 1);
+    assert_eq!(one.tombstones, before.tombstones);
+    assert_ne!(one.hash, before.hash);
+    assert!(
+        !s.put(k, ver(9, "a:1"), Bytes::from_static(b"older"))
+            .await
+            .expect("put")
+            .applied()
+    );
+    assert_eq!(s.digest(whole).await.expect("digest"), one);
+    assert!(s.delete(k, ver(11, "a:1")).await.expect("delete").applied());
+    let deleted = s.digest(whole).await.expect("digest");
+    assert_eq!(deleted.count, one.count);
+    assert_eq!(deleted.tombstones, one.tombstones + 1);
+    assert_ne!(deleted.hash, one.hash);
+    let pos = Position::of_key(k);
+    let only = TokenRange::new(Position(pos.0.wrapping_sub(1)), pos);
+    let d = s.digest(only).await.expect("digest");
+    assert_eq!((d.count, d.tombstones), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_engines_digest_the_same_entries_alike() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = DiskStore::open(dir.path(), DiskOptions::default()).expect("open");
+    let memory = MemoryStore::new();
+    for i in 0..50u64 {
+        let key = format!("d-{i}").into_bytes();
+        let v = ver(100 + i, "n:1");
+        for s in [&disk as &dyn DigestProbe, &memory] {
+            s.write(&key, v.clone(), i % 3 == 0).await;
+        }
+    }
+    let whole = TokenRange::new(Position(0), Position(0));
+    let a = disk.digest(whole).await.expect("digest");
+    let b = memory.digest(whole).await.expect("digest");
+    assert_eq!(a, b);
+    assert_eq!((a.count, a.tombstones), (50, 17));
+}
+
+/// Writes through either engine in one loop.
+trait DigestProbe {
+    fn write<'a>(
+        &'a self,
+        key: &'a [u8],
+        v: mydht_proto::Version,
+        tombstone: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
+}
+
+impl<S: Store> DigestProbe for S {
+    fn write<'a>(
+        &'a self,
+        key: &'a [u8],
+        v: mydht_proto::Version,
+        tombstone: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>> {
+        Box::pin(async move {
+            if tombstone {
+                assert!(self.delete(key, v).await.expect("delete").applied());
+            } else {
+                let stored = self.put(key, v, Bytes::from_static(b"v")).await;
+                assert!(stored.expect("put").applied());
+            }
+        })
+    }
 }
 
 /// Two writers race on the same keys with different versions, in both

@@ -99,7 +99,7 @@ pub(super) fn answer(what: &str, failed: Vec<String>) -> Reply {
 /// Serves `ReplicaDigest`: this node's digest of a range.
 pub(crate) async fn serve_digest<S: Store>(sh: &Arc<Shared<S>>, start: u64, end: u64) -> Reply {
     let range = TokenRange::new(Position(start), Position(end));
-    match movement::local_digest(&sh.store, range).await {
+    match sh.store.digest(range).await {
         Ok(d) => Reply::Plain(Response::Digest {
             count: d.count,
             hash: d.hash,
