@@ -1,8 +1,8 @@
 //! Checks the workspace's shape rules from DESIGN.md against the real
 //! dependency graph that cargo resolves: dependencies point down only, the
-//! ring stays free of tokio and I/O crates, the client compiles no storage
-//! engine or web framework, and every version lives once in
-//! `[workspace.dependencies]`.
+//! ring stays free of tokio and I/O crates, the client and the cluster plane
+//! compile no storage engine or web framework, and every version lives once
+//! in `[workspace.dependencies]`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -120,7 +120,13 @@ fn dependencies_point_down_only() {
         ("mydht-proto", &["mydht-ring"]),
         ("mydht-store", &["mydht-ring", "mydht-proto"]),
         ("mydht-client", &["mydht-ring", "mydht-proto"]),
-        ("mydht-node", &["mydht-ring", "mydht-proto", "mydht-store"]),
+        // Who is in the cluster and how to reach them: never the store, so
+        // nothing in it can name a key's data or the data plane above it.
+        ("mydht-cluster", &["mydht-ring", "mydht-proto"]),
+        (
+            "mydht-node",
+            &["mydht-ring", "mydht-proto", "mydht-store", "mydht-cluster"],
+        ),
         (
             "mydht",
             &["mydht-node", "mydht-client", "mydht-ring", "mydht-proto"],
@@ -168,13 +174,31 @@ fn client_compiles_no_storage_or_web_framework() {
 }
 
 #[test]
+fn cluster_compiles_no_storage_or_web_framework() {
+    let deps = graph().closure("mydht-cluster");
+    for forbidden in [
+        "mydht-store",
+        "mydht-node",
+        "fjall",
+        "lsm-tree",
+        "axum",
+        "hyper",
+    ] {
+        assert!(
+            !deps.contains(forbidden),
+            "mydht-cluster pulls in {forbidden}"
+        );
+    }
+}
+
+#[test]
 fn versions_live_in_the_workspace_only() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut manifests = vec![];
     for entry in std::fs::read_dir(root.join("crates")).expect("crates/") {
         manifests.push(entry.expect("entry").path().join("Cargo.toml"));
     }
-    assert!(manifests.len() >= 6, "expected the six crates");
+    assert!(manifests.len() >= 7, "expected the seven crates");
     for path in manifests {
         let text = std::fs::read_to_string(&path).expect("manifest readable");
         let mut in_deps = false;

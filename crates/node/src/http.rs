@@ -25,10 +25,10 @@ use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use mydht_cluster::net::Joined;
 use mydht_proto::{ErrorReply, Get, Payload, Response, Version, WriteId};
 use mydht_store::Store;
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::handlers::{Reply, get as get_handler, write};
@@ -37,7 +37,7 @@ use crate::stream::{HttpIn, Source, ValueIn};
 
 mod status;
 
-pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: TcpStream) {
+pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: Joined) {
     let router = Router::new()
         .route("/", get(status::page::<S>))
         .route("/health", get(|| async { "ok\n" }))

@@ -17,13 +17,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mydht_proto::{Request, Response};
+use mydht_cluster::View;
+use mydht_proto::Request;
 use mydht_ring::{MemberState, NodeId};
 use mydht_store::Store;
 use thiserror::Error;
-use tokio::task::JoinSet;
 
-use crate::membership::ring_with;
 use crate::movement::{self, Pass};
 use crate::shared::Shared;
 
@@ -68,94 +67,41 @@ pub struct LeaveReport {
     pub bytes: u64,
 }
 
-fn others<S: Store>(sh: &Shared<S>) -> Vec<NodeId> {
-    sh.members
-        .ring()
-        .members()
-        .iter()
-        .filter(|m| m.state() != MemberState::Removed && m.id() != sh.members.me())
-        .map(|m| m.id().clone())
-        .collect()
-}
-
-/// Sends `request` to every other member with `deadline`; returns the
-/// failures.
-async fn tell_all<S: Store>(
-    sh: &Arc<Shared<S>>,
-    request: &Request,
-    deadline: Duration,
-) -> Vec<String> {
-    tell(sh, others(sh), request, deadline).await
-}
-
-/// Sends `request` to `nodes` with `deadline`; returns the failures.
-async fn tell<S: Store>(
-    sh: &Arc<Shared<S>>,
-    nodes: Vec<NodeId>,
-    request: &Request,
-    deadline: Duration,
-) -> Vec<String> {
-    let mut set = JoinSet::new();
-    for node in nodes {
-        let (sh, request) = (sh.clone(), request.clone());
-        set.spawn(async move {
-            match sh.peers.call_within(&node, request, deadline).await {
-                Ok(Response::Done) => Ok(()),
-                Ok(Response::Error(e)) => Err(format!("{node}: {e}")),
-                Ok(other) => Err(format!("{node}: unexpected answer {other:?}")),
-                Err(e) => Err(e),
-            }
-        });
-    }
-    crate::handlers::balance::gather(set, &sh.stop).await
-}
-
 /// Sets this node's state and announces it to every other member.
 async fn announce<S: Store>(sh: &Arc<Shared<S>>, state: MemberState) -> Result<(), String> {
-    let me = sh.members.me().clone();
-    let (_, ring, _) = sh.members.set_state(&me, state, 0).await?;
-    let request = if state == MemberState::Removed {
-        Request::Left { node: me }
-    } else {
-        Request::SetState {
-            node: me,
-            state,
-            epoch: ring.epoch(),
-        }
-    };
-    let failed = tell_all(sh, &request, sh.cfg.request_timeout).await;
-    if !failed.is_empty() {
-        tracing::warn!(?state, failed = %failed.join("; "), "state announcement not delivered");
-    }
-    Ok(())
+    sh.cluster
+        .announce(state)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Whether this node is joining (its data has not all arrived).
 pub(crate) fn is_joining<S: Store>(sh: &Shared<S>) -> bool {
-    sh.members
-        .ring()
-        .member(sh.members.me())
-        .is_some_and(|m| m.state() == MemberState::Joining)
+    sh.cluster.my_state() == Some(MemberState::Joining)
 }
 
 /// Asks every member for the keys this node gained, then becomes up.
 pub(crate) async fn finish_join<S: Store>(sh: &Arc<Shared<S>>) -> Result<(), String> {
     let request = Request::SendGained {
-        node: sh.members.me().clone(),
+        node: sh.cluster.me().clone(),
     };
     // A down member is not waited for: every other holder of a key checks
     // that its elected sender has it and sends it otherwise.
-    let live: Vec<NodeId> = others(sh)
+    let live: Vec<NodeId> = sh
+        .cluster
+        .others()
         .into_iter()
-        .filter(|n| !sh.peers.is_down(n))
+        .filter(|n| !sh.cluster.is_down(n))
         .collect();
-    let failed = tell(sh, live, &request, sh.cfg.admin_timeout).await;
+    let failed = sh.cluster.tell(live, &request, sh.cfg.admin_timeout).await;
     if !failed.is_empty() {
+        let failed: Vec<String> = failed.iter().map(ToString::to_string).collect();
         return Err(failed.join("; "));
     }
     announce(sh, MemberState::Up).await?;
     tracing::info!(
-        epoch = sh.members.ring().epoch(),
+        epoch = sh.cluster.ring().epoch(),
         "joined: data arrived, now up"
     );
     Ok(())
@@ -164,8 +110,8 @@ pub(crate) async fn finish_join<S: Store>(sh: &Arc<Shared<S>>) -> Result<(), Str
 /// Whether the ring lists this node as up beside other members holding
 /// data.
 pub(crate) fn listed_up_with_others<S: Store>(sh: &Arc<Shared<S>>) -> bool {
-    let ring = sh.members.ring();
-    let me = sh.members.me();
+    let ring = sh.cluster.ring();
+    let me = sh.cluster.me();
     ring.member(me)
         .is_some_and(|m| m.state() == MemberState::Up)
         && ring
@@ -206,13 +152,13 @@ pub(crate) async fn leave<S: Store>(
     deadline: Duration,
 ) -> Result<LeaveReport, LeaveError> {
     let membership = |reason| LeaveError::Membership { reason };
-    let ring = sh.members.ring();
+    let ring = sh.cluster.ring();
     // Joining members count: they are who would own the keys next, and the
     // hand-off goes to them like to anyone else.
     let heirs = ring
         .members()
         .iter()
-        .filter(|m| m.id() != sh.members.me() && m.state().has_tokens())
+        .filter(|m| m.id() != sh.cluster.me() && m.state().has_tokens())
         .count();
     if heirs == 0 {
         tracing::info!("last member: nothing to hand off");
@@ -225,8 +171,11 @@ pub(crate) async fn leave<S: Store>(
     announce(sh, MemberState::Leaving)
         .await
         .map_err(membership)?;
-    let ring = sh.members.ring();
-    let after = ring_with(&ring, sh.members.me(), MemberState::Removed).map_err(membership)?;
+    let ring = sh.cluster.ring();
+    let after = View::of_ring(&ring)
+        .with_state(sh.cluster.me(), MemberState::Removed)
+        .to_ring()
+        .map_err(|e| membership(e.to_string()))?;
     let total = {
         let s = sh.store.stats();
         s.live_keys + s.tombstones

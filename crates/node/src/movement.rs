@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use bytes::Bytes;
-use mydht_proto::{Held, Request, Response, Version};
+use mydht_proto::{Held, Request, Version};
 use mydht_ring::{NodeId, Placement, Position, Ring, TokenRange};
 use mydht_store::{EntryMeta, Purge, PurgeRequest, Stamp, Store};
 use tokio::task::JoinSet;
@@ -241,7 +241,7 @@ async fn run_in<S: Store>(sh: &Arc<Shared<S>>, pass: Pass, ranges: Vec<TokenRang
         scanned: scanned.clone(),
     };
     let mut report = Report::default();
-    let ring = sh.members.ring();
+    let ring = sh.cluster.ring();
     let mut work: JoinSet<Outcome> = JoinSet::new();
     let mut costs: std::collections::HashMap<tokio::task::Id, u64> =
         std::collections::HashMap::new();
@@ -252,7 +252,7 @@ async fn run_in<S: Store>(sh: &Arc<Shared<S>>, pass: Pass, ranges: Vec<TokenRang
             if sh.stop.is_cancelled() {
                 report
                     .failed
-                    .insert(sh.members.me().clone(), "the node is stopping".into());
+                    .insert(sh.cluster.me().clone(), "the node is stopping".into());
                 break 'ranges;
             }
             let page = match sh.store.scan(range, cursor.as_ref(), PAGE).await {
@@ -260,7 +260,7 @@ async fn run_in<S: Store>(sh: &Arc<Shared<S>>, pass: Pass, ranges: Vec<TokenRang
                 Err(e) => {
                     report
                         .failed
-                        .insert(sh.members.me().clone(), format!("reading the store: {e}"));
+                        .insert(sh.cluster.me().clone(), format!("reading the store: {e}"));
                     break 'ranges;
                 }
             };
@@ -277,7 +277,7 @@ async fn run_in<S: Store>(sh: &Arc<Shared<S>>, pass: Pass, ranges: Vec<TokenRang
                             };
                             in_flight -= costs.remove(&id).unwrap_or(0);
                             let done = done.map(|(_, outcome)| outcome);
-                            absorb(sh.members.me(), &mut report, done, &sent, &bytes);
+                            absorb(sh.cluster.me(), &mut report, done, &sent, &bytes);
                         }
                         None => break,
                     }
@@ -296,7 +296,7 @@ async fn run_in<S: Store>(sh: &Arc<Shared<S>>, pass: Pass, ranges: Vec<TokenRang
         }
     }
     while let Some(done) = work.join_next().await {
-        absorb(sh.members.me(), &mut report, done, &sent, &bytes);
+        absorb(sh.cluster.me(), &mut report, done, &sent, &bytes);
     }
     let summary = format!(
         "{} of {} keys: {} sent ({} bytes), {} dropped, {} probes, in {:.1} s{}",
@@ -361,7 +361,7 @@ async fn entry<S: Store>(
     pass: &Pass,
     meta: EntryMeta,
 ) -> Outcome {
-    let me = sh.members.me();
+    let me = sh.cluster.me();
     let owners = ring.write_set(meta.position, |_| false).to_vec();
     let mine = owners.contains(me);
     let mut out = Outcome::default();
@@ -403,7 +403,7 @@ async fn entry<S: Store>(
             // the first old holder still in the ring that this node does not
             // consider down.
             let sender = old.iter().find(|n| {
-                ring.member(n).is_some_and(|m| m.state().has_tokens()) && !sh.peers.is_down(n)
+                ring.member(n).is_some_and(|m| m.state().has_tokens()) && !sh.cluster.is_down(n)
             });
             match sender {
                 Some(s) if s == me => {}
@@ -494,7 +494,7 @@ async fn ensure<S: Store>(
     meta: &EntryMeta,
     out: &mut Outcome,
 ) -> Result<(), String> {
-    if sh.peers.is_down(node) {
+    if sh.cluster.is_down(node) {
         return Err("down".into());
     }
     let mine = meta.stamp.version();
@@ -509,7 +509,7 @@ async fn ensure<S: Store>(
     }
     // Streams large values in bounded memory; a key gone from this store
     // since the scan (a purge raced it) sends nothing.
-    copy_value(sh, sh.members.me(), node, meta.key.clone()).await?;
+    copy_value(sh, sh.cluster.me(), node, meta.key.clone()).await?;
     let len = if meta.stamp.is_tombstone() {
         0
     } else {
@@ -535,11 +535,15 @@ async fn probe<S: Store>(
     node: &NodeId,
     key: Bytes,
 ) -> Result<Option<Version>, String> {
-    match sh.peers.call(node, Request::ReplicaProbe { key }).await? {
-        Response::Held(Held::Absent) => Ok(None),
-        Response::Held(Held::Value(v) | Held::Tombstone(v)) => Ok(Some(v)),
-        Response::Error(e) => Err(e.to_string()),
-        other => Err(format!("unexpected answer {other:?}")),
+    match sh
+        .cluster
+        .rpc()
+        .call::<Held>(node, Request::ReplicaProbe { key })
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Held::Absent => Ok(None),
+        Held::Value(v) | Held::Tombstone(v) => Ok(Some(v)),
     }
 }
 
@@ -553,19 +557,21 @@ async fn remote_digest<S: Store>(
         start: range.start().0,
         end: range.end().0,
     };
-    match sh.peers.call(node, request).await? {
-        Response::Digest { count, hash } => Ok((count, hash)),
-        Response::Error(e) => Err(e.to_string()),
-        other => Err(format!("unexpected answer {other:?}")),
-    }
+    let d: mydht_cluster::RemoteDigest = sh
+        .cluster
+        .rpc()
+        .call(node, request)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((d.count, d.hash))
 }
 
 /// Balance on this node: per range it replicates, compare digests with the
 /// other replicas; go key by key through the ranges that differ, and
 /// collect tombstones in the ranges that agree.
 pub(crate) async fn balance<S: Store>(sh: &Arc<Shared<S>>) -> Report {
-    let me = sh.members.me().clone();
-    let ring = sh.members.ring();
+    let me = sh.cluster.me().clone();
+    let ring = sh.cluster.ring();
     let mut report = Report::default();
     let ranges = ring.ranges();
     let (mut differ, mut agree) = (Vec::new(), Vec::new());
@@ -585,7 +591,7 @@ pub(crate) async fn balance<S: Store>(sh: &Arc<Shared<S>>) -> Report {
         let mut same = true;
         for node in change.replicas().iter().filter(|n| **n != me) {
             digests += 1;
-            if sh.peers.is_down(node) {
+            if sh.cluster.is_down(node) {
                 report
                     .failed
                     .entry(node.clone())

@@ -4,17 +4,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mydht_proto::{Request, Response};
-use mydht_ring::NodeId;
+use mydht_cluster::net::{Listener, TcpAcceptor, TcpDialer};
+use mydht_cluster::{Cluster, ClusterConfig, RejoinError};
+use mydht_ring::{NodeId, RingParams};
 use mydht_store::{HybridClock, Store};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::dedup::Dedup;
 use crate::lifecycle::{LeaveError, LeaveReport};
-use crate::membership::Membership;
-use crate::peers::Peers;
 use crate::server::accept_loop;
 use crate::shared::Shared;
 use crate::{NodeConfig, NodeError};
@@ -97,7 +95,7 @@ impl NodeHandle {
 pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, NodeError> {
     let bind_host = cfg.bind.clone().unwrap_or_else(|| cfg.host.clone());
     let bind_addr = format!("{bind_host}:{}", cfg.port);
-    let listener = TcpListener::bind(&bind_addr)
+    let listener = TcpAcceptor::bind(&bind_addr)
         .await
         .map_err(|source| NodeError::Bind {
             addr: bind_addr.clone(),
@@ -116,37 +114,74 @@ pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, No
             reason: e.to_string(),
         })?;
     }
-    let (members, restored) = Membership::load_or_new(
-        name.clone(),
-        cfg.data_dir.as_deref(),
-        cfg.replicas,
-        cfg.vnodes,
-    )?;
-    let peers = Peers::new(
-        name.clone(),
-        cfg.limits,
-        cfg.connect_timeout,
-        cfg.request_timeout,
-        cfg.down_backoff,
-        cfg.down_after,
-    );
+    let params =
+        RingParams::new(cfg.replicas, cfg.vnodes).map_err(|e| NodeError::Config(e.to_string()))?;
+    let membership_file = cfg
+        .data_dir
+        .clone()
+        .map(|d| d.join(mydht_cluster::MEMBERSHIP_FILE))
+        .unwrap_or_default();
+    let data_dir_error = |e: &dyn std::fmt::Display| NodeError::DataDir {
+        path: membership_file.clone(),
+        reason: e.to_string(),
+    };
+    let tasks = TaskTracker::new();
+    let stop = CancellationToken::new();
+    let cluster_cfg = ClusterConfig {
+        me: name.clone(),
+        data_dir: cfg.data_dir.clone(),
+        params,
+        limits: cfg.limits,
+        connect_timeout: cfg.connect_timeout,
+        request_timeout: cfg.request_timeout,
+        down_after: cfg.down_after,
+        down_backoff: cfg.down_backoff,
+    };
+    let (cluster, restored) = Cluster::open(
+        cluster_cfg,
+        Arc::new(TcpDialer),
+        tasks.clone(),
+        stop.clone(),
+    )
+    .map_err(|e| data_dir_error(&e))?;
     let sh = Arc::new(Shared {
         clock: HybridClock::default(),
-        members,
-        peers,
+        cluster,
         dedup: Dedup::default(),
         movement: crate::movement::Movement::default(),
-        tasks: TaskTracker::new(),
-        stop: CancellationToken::new(),
+        tasks,
+        stop,
         store,
         cfg,
     });
     if restored {
-        crate::membership::rejoin(&sh).await?;
+        sh.cluster.rejoin().await.map_err(|e| match e {
+            RejoinError::Removed { by, epoch } => NodeError::Removed {
+                node: name.to_string(),
+                by: by.to_string(),
+                epoch,
+            },
+            RejoinError::Adopt { from, source } => NodeError::Join {
+                seed: from.to_string(),
+                reason: source.to_string(),
+            },
+            other => NodeError::Join {
+                seed: name.to_string(),
+                reason: other.to_string(),
+            },
+        })?;
     }
     match sh.cfg.seed.clone() {
         Some(seed) if seed != name.as_str() => {
-            join(&sh, &seed).await?;
+            let ring = sh
+                .cluster
+                .join_through(&seed)
+                .await
+                .map_err(|e| NodeError::Join {
+                    seed: seed.clone(),
+                    reason: e.to_string(),
+                })?;
+            tracing::info!(%seed, epoch = ring.epoch(), "joined the ring");
             // A member the ring still lists as up, starting with no saved
             // view, lost its data (a wiped dir, or `--memory`): it must not
             // answer reads until its keys are back, so it joins again.
@@ -157,17 +192,10 @@ pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, No
                 }
             }
         }
-        _ if !restored => sh
-            .members
-            .save()
-            .await
-            .map_err(|reason| NodeError::DataDir {
-                path: sh.cfg.data_dir.clone().unwrap_or_default(),
-                reason,
-            })?,
+        _ if !restored => sh.cluster.save().await.map_err(|e| data_dir_error(&e))?,
         _ => {}
     }
-    let ring = sh.members.ring();
+    let ring = sh.cluster.ring();
     tracing::info!(
         node = %name,
         %addr,
@@ -176,10 +204,17 @@ pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, No
         restored,
         "node started"
     );
-    sh.tasks.spawn(accept_loop(sh.clone(), listener));
+    sh.tasks.spawn(accept_loop(sh.clone(), Box::new(listener)));
     let watcher = sh.clone();
-    sh.tasks
-        .spawn(async move { crate::peers::watch_down(&watcher.peers, &watcher.stop).await });
+    sh.tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                () = watcher.stop.cancelled() => return,
+                () = tokio::time::sleep(watcher.cluster.liveness().retry_interval()) => {}
+            }
+            watcher.cluster.recheck_down(&watcher.stop).await;
+        }
+    });
     // Members send a joining node its keys over the listener, so the join
     // finishes only now; until then it takes writes but answers no reads.
     if crate::lifecycle::is_joining(&sh)
@@ -195,26 +230,4 @@ pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, No
         tasks: sh.tasks.clone(),
         leaver: Arc::new(sh.clone()),
     })
-}
-
-/// Asks `seed` to add this node and adopts the member list it answers with
-/// (the seed then announces the newcomer to every member).
-async fn join<S: Store>(sh: &Arc<Shared<S>>, seed: &str) -> Result<(), NodeError> {
-    let failed = |reason: String| NodeError::Join {
-        seed: seed.to_string(),
-        reason,
-    };
-    let seed_id = NodeId::new(seed).map_err(|e| failed(e.to_string()))?;
-    let request = Request::Join {
-        node: sh.members.me().clone(),
-    };
-    match sh.peers.call(&seed_id, request).await.map_err(failed)? {
-        Response::Members(view) => {
-            let ring = sh.members.adopt(view).await.map_err(failed)?;
-            tracing::info!(%seed, epoch = ring.epoch(), "joined the ring");
-            Ok(())
-        }
-        Response::Error(e) => Err(failed(e.to_string())),
-        other => Err(failed(format!("unexpected answer {other:?}"))),
-    }
 }

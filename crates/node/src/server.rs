@@ -1,19 +1,28 @@
 //! The listener: accepts connections under a cap, and tells binary protocol
 //! from HTTP by the first bytes of each.
+//!
+//! The first bytes are read, not peeked, and handed back in front of the
+//! stream ([`Rewind`]), so classifying works on any transport, TLS included.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
+use mydht_cluster::net::{Listener, Rewind, Stream};
 use mydht_proto::{Protocol, classify};
 use mydht_store::Store;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep, timeout_at};
 
 use crate::shared::Shared;
 use crate::{http, session};
 
-pub(crate) async fn accept_loop<S: Store>(sh: Arc<Shared<S>>, listener: TcpListener) {
+/// Bytes read to tell the protocols apart; the longest prefix `classify`
+/// needs.
+const CLASSIFY_LEN: usize = 16;
+
+pub(crate) async fn accept_loop<S: Store>(sh: Arc<Shared<S>>, mut listener: Box<dyn Listener>) {
     let slots = Arc::new(Semaphore::new(sh.cfg.max_connections));
     loop {
         // The slot is taken before accepting: at the cap, new connections
@@ -38,7 +47,6 @@ pub(crate) async fn accept_loop<S: Store>(sh: Arc<Shared<S>>, listener: TcpListe
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         let sh2 = sh.clone();
         sh.tasks.spawn(async move {
             serve_connection(sh2, stream).await;
@@ -47,34 +55,26 @@ pub(crate) async fn accept_loop<S: Store>(sh: Arc<Shared<S>>, listener: TcpListe
     }
 }
 
-async fn serve_connection<S: Store>(sh: Arc<Shared<S>>, stream: TcpStream) {
+async fn serve_connection<S: Store>(sh: Arc<Shared<S>>, stream: Stream) {
+    let Stream { mut read, write } = stream;
     let deadline = Instant::now() + sh.cfg.handshake_timeout;
-    let mut buf = [0u8; 16];
-    let mut seen = 0;
+    let mut first = BytesMut::with_capacity(CLASSIFY_LEN);
     let protocol = loop {
-        let n = match timeout_at(deadline, stream.peek(&mut buf)).await {
-            Ok(Ok(n)) => n,
-            _ => return,
-        };
-        match classify(&buf[..n]) {
-            Protocol::NeedMore if n == 0 => return,
-            Protocol::NeedMore => {
-                // Peek returns what is there at once: wait a moment for more
-                // rather than spinning on the same bytes.
-                if n == seen {
-                    sleep(Duration::from_millis(2)).await;
-                }
-                seen = n;
-                if Instant::now() >= deadline {
-                    return;
-                }
-            }
+        match classify(&first) {
+            Protocol::NeedMore if first.len() < CLASSIFY_LEN => {}
             p => break p,
         }
+        let mut buf = [0u8; CLASSIFY_LEN];
+        let want = CLASSIFY_LEN - first.len();
+        match timeout_at(deadline, read.read(&mut buf[..want])).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+            Ok(Ok(n)) => first.extend_from_slice(&buf[..n]),
+        }
     };
+    let read = Box::new(Rewind::new(first.freeze(), read));
     match protocol {
-        Protocol::Binary => session::serve(sh, stream).await,
-        Protocol::Http => http::serve(sh, stream).await,
+        Protocol::Binary => session::serve(sh, read, write).await,
+        Protocol::Http => http::serve(sh, mydht_cluster::net::Joined::new(read, write)).await,
         Protocol::Unknown | Protocol::NeedMore => {
             tracing::debug!("closing a connection that speaks neither protocol");
         }

@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use mydht_cluster::net::{BoxRead, BoxWrite};
 use mydht_proto::io::{FrameReader, FrameWriter, IoError, accept_preface, write_frames};
 use mydht_proto::{
     Body, Chunk, CodecError, ErrorReply, Frame, FrameError, Limited, MAX_PROTOCOL_VERSION,
     MIN_PROTOCOL_VERSION, PrefaceError, RequestId, Response, WINDOW, Welcome,
 };
 use mydht_store::Store;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
@@ -34,8 +34,7 @@ const OUTGOING_QUEUE: usize = 1024;
 /// room to spare.
 const BODY_QUEUE: usize = WINDOW as usize + 4;
 
-pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: TcpStream) {
-    let (mut r, mut w) = stream.into_split();
+pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, mut r: BoxRead, mut w: BoxWrite) {
     let limits = sh.cfg.limits;
     let version = match timeout(sh.cfg.handshake_timeout, accept_preface(&mut r, &mut w)).await {
         Ok(Ok(v)) => v,
@@ -68,7 +67,7 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: TcpStream) {
         _ => return,
     }
     let welcome = Welcome {
-        node: sh.members.me().clone(),
+        node: sh.cluster.me().clone(),
         version,
         challenge: None,
     };

@@ -5,18 +5,17 @@ use mydht_store::HybridClock;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use mydht_cluster::Cluster;
+
 use crate::NodeConfig;
 use crate::dedup::Dedup;
-use crate::membership::Membership;
 use crate::movement::Movement;
-use crate::peers::Peers;
 
 pub(crate) struct Shared<S> {
     pub cfg: NodeConfig,
     pub store: S,
     pub clock: HybridClock,
-    pub members: Membership,
-    pub peers: Peers,
+    pub cluster: Cluster,
     pub dedup: Dedup,
     /// Data movement in progress, for the status page.
     pub movement: Movement,

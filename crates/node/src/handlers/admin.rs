@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use mydht_proto::{ErrorReply, Request, Response};
-use mydht_ring::{MemberState, NodeId, Position};
+use mydht_proto::{ErrorReply, Response};
+use mydht_ring::{NodeId, Position};
 use mydht_store::{Stamp, Store};
 
 use super::{Reply, internal};
@@ -22,7 +22,7 @@ pub(crate) async fn haskey<S: Store>(sh: &Arc<Shared<S>>, key: &[u8]) -> Reply {
 }
 
 pub(crate) fn whereis<S: Store>(sh: &Arc<Shared<S>>, key: &[u8]) -> Reply {
-    let ring = sh.members.ring();
+    let ring = sh.cluster.ring();
     let nodes = ring.preference_list(Position::of_key(key)).to_vec();
     Reply::Plain(Response::Whereis { nodes })
 }
@@ -30,47 +30,20 @@ pub(crate) fn whereis<S: Store>(sh: &Arc<Shared<S>>, key: &[u8]) -> Reply {
 /// A node asks to join: add it, answer with the member list, and announce
 /// it to every other member.
 pub(crate) async fn join<S: Store>(sh: &Arc<Shared<S>>, node: NodeId) -> Reply {
-    let (ring, changed) = match sh.members.add(node.clone(), 0, true).await {
-        Ok(r) => r,
-        Err(reason) => return Reply::error(ErrorReply::Internal { reason }),
-    };
-    if changed {
-        tracing::info!(%node, epoch = ring.epoch(), "node joined");
-        let others: Vec<NodeId> = ring
-            .members()
-            .iter()
-            .filter(|m| m.state() != MemberState::Removed)
-            .map(|m| m.id().clone())
-            .filter(|id| id != &node && id != sh.members.me())
-            .collect();
-        let epoch = ring.epoch();
-        for member in others {
-            let (sh2, node) = (sh.clone(), node.clone());
-            sh.tasks.spawn(async move {
-                let request = Request::AddNode {
-                    node: node.clone(),
-                    epoch,
-                };
-                match sh2.peers.call(&member, request).await {
-                    Ok(Response::Done) => {}
-                    Ok(other) => tracing::warn!(%member, ?other, "addnode refused"),
-                    Err(e) => tracing::warn!(%member, error = %e, "addnode not delivered"),
-                }
-            });
-        }
+    match sh.cluster.admit(node).await {
+        Ok(view) => Reply::Plain(Response::Members(view)),
+        Err(e) => Reply::error(ErrorReply::Internal {
+            reason: e.to_string(),
+        }),
     }
-    Reply::Plain(Response::Members(sh.members.snapshot()))
 }
 
 /// A member announces that `node` joined.
 pub(crate) async fn add_node<S: Store>(sh: &Arc<Shared<S>>, node: NodeId, epoch: u64) -> Reply {
-    match sh.members.add(node.clone(), epoch, false).await {
-        Ok((ring, changed)) => {
-            if changed {
-                tracing::info!(%node, epoch = ring.epoch(), "member added");
-            }
-            Reply::Plain(Response::Done)
-        }
-        Err(reason) => Reply::error(ErrorReply::Internal { reason }),
+    match sh.cluster.added(node, epoch).await {
+        Ok(()) => Reply::Plain(Response::Done),
+        Err(e) => Reply::error(ErrorReply::Internal {
+            reason: e.to_string(),
+        }),
     }
 }

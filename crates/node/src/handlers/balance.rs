@@ -6,83 +6,30 @@
 use std::sync::Arc;
 
 use mydht_proto::{ErrorReply, Request, Response};
-use mydht_ring::{MemberState, NodeId, Position, TokenRange};
+use mydht_ring::{Position, TokenRange};
 use mydht_store::Store;
-use tokio::task::JoinSet;
 
 use super::Reply;
 use crate::movement;
 use crate::shared::Shared;
 
 pub(crate) async fn balance<S: Store>(sh: &Arc<Shared<S>>, forwarded: bool) -> Reply {
+    let others = if forwarded {
+        Vec::new()
+    } else {
+        sh.cluster.others()
+    };
+    let request = Request::Balance { forwarded: true };
+    let (report, theirs) = tokio::join!(
+        movement::balance(sh),
+        sh.cluster.tell(others, &request, sh.cfg.admin_timeout)
+    );
     let mut failed = Vec::new();
-    let mut others = JoinSet::new();
-    if !forwarded {
-        others = forward(sh, &Request::Balance { forwarded: true }, None);
-    }
-    let report = movement::balance(sh).await;
     if let Some(f) = report.failures() {
-        failed.push(format!("{}: {f}", sh.members.me()));
+        failed.push(format!("{}: {f}", sh.cluster.me()));
     }
-    failed.extend(gather(others, &sh.stop).await);
+    failed.extend(theirs.iter().map(ToString::to_string));
     answer("balance", failed)
-}
-
-/// Sends `request` to every member but this node and `except`, each within
-/// the admin deadline.
-pub(super) fn forward<S: Store>(
-    sh: &Arc<Shared<S>>,
-    request: &Request,
-    except: Option<&NodeId>,
-) -> JoinSet<Result<(), String>> {
-    let ring = sh.members.ring();
-    let mut set = JoinSet::new();
-    for m in ring.members() {
-        let node = m.id();
-        if m.state() == MemberState::Removed || node == sh.members.me() || Some(node) == except {
-            continue;
-        }
-        let (sh, node, request) = (sh.clone(), node.clone(), request.clone());
-        set.spawn(async move {
-            match sh
-                .peers
-                .call_within(&node, request, sh.cfg.admin_timeout)
-                .await
-            {
-                Ok(Response::Done) => Ok(()),
-                Ok(Response::Error(e)) => Err(format!("{node}: {e}")),
-                Ok(other) => Err(format!("{node}: unexpected answer {other:?}")),
-                Err(e) => Err(e),
-            }
-        });
-    }
-    set
-}
-
-/// Waits for requests sent to other members; returns their failures. A
-/// stopping node does not wait out its peers' deadlines.
-pub(crate) async fn gather(
-    mut set: JoinSet<Result<(), String>>,
-    stop: &tokio_util::sync::CancellationToken,
-) -> Vec<String> {
-    let mut failed = Vec::new();
-    loop {
-        let next = tokio::select! {
-            () = stop.cancelled() => {
-                failed.push("this node is stopping".into());
-                set.abort_all();
-                break;
-            }
-            next = set.join_next() => next,
-        };
-        match next {
-            None => break,
-            Some(Ok(Ok(()))) => {}
-            Some(Ok(Err(e))) => failed.push(e),
-            Some(Err(e)) => failed.push(format!("a task calling a member failed: {e}")),
-        }
-    }
-    failed
 }
 
 /// `Done`, or an error naming what failed.

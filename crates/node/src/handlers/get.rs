@@ -19,7 +19,7 @@ use super::replica::{Fetched, Found, Val, copy_value, fetch_from, store_on};
 use crate::shared::Shared;
 
 pub(crate) async fn get<S: Store>(sh: &Arc<Shared<S>>, get: Get) -> Reply {
-    let ring = sh.members.ring();
+    let ring = sh.cluster.ring();
     let quorum = ring.quorum();
     let r = match get.r.map(usize::from) {
         None => quorum.r(),
@@ -31,7 +31,7 @@ pub(crate) async fn get<S: Store>(sh: &Arc<Shared<S>>, get: Get) -> Reply {
         }
     };
     let pos = Position::of_key(&get.key);
-    let targets = ring.read_set(pos, |n| sh.peers.is_down(n)).to_vec();
+    let targets = ring.read_set(pos, |n| sh.cluster.is_down(n)).to_vec();
     let mut failed: Vec<NodeId> = ring
         .preference_list(pos)
         .iter()
@@ -39,7 +39,7 @@ pub(crate) async fn get<S: Store>(sh: &Arc<Shared<S>>, get: Get) -> Reply {
         .cloned()
         .collect();
     let (tx, mut rx) = mpsc::channel(targets.len().max(1));
-    let me = sh.members.me();
+    let me = sh.cluster.me();
     let local = targets.contains(me);
     for node in targets.into_iter().filter(|n| n != me) {
         let (sh2, tx, key) = (sh.clone(), tx.clone(), get.key.clone());

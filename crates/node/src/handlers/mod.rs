@@ -50,7 +50,7 @@ pub(crate) async fn handle<S: Store>(
         Request::Get(get) => get::get(sh, get).await,
         Request::HasKey { key } => admin::haskey(sh, &key).await,
         Request::Whereis { key } => admin::whereis(sh, &key),
-        Request::Members => Reply::Plain(Response::Members(sh.members.snapshot())),
+        Request::Members => Reply::Plain(Response::Members(sh.cluster.members())),
         Request::Join { node } => admin::join(sh, node).await,
         Request::AddNode { node, epoch } => admin::add_node(sh, node, epoch).await,
         Request::ReplicaStore {

@@ -15,7 +15,7 @@ pub(crate) async fn purge<S: Store>(sh: &Arc<Shared<S>>) -> Reply {
     let report = movement::run(sh, Pass::Purge).await;
     let failed = report
         .failures()
-        .map(|f| vec![format!("{}: {f}", sh.members.me())])
+        .map(|f| vec![format!("{}: {f}", sh.cluster.me())])
         .unwrap_or_default();
     answer("purge", failed)
 }

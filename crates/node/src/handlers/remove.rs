@@ -11,47 +11,70 @@
 
 use std::sync::Arc;
 
+use mydht_cluster::{Change, View};
 use mydht_proto::{ErrorReply, Request};
 use mydht_ring::{MemberState, NodeId};
 use mydht_store::Store;
-use tokio::task::JoinSet;
 
 use super::Reply;
-use super::balance::{answer, forward, gather};
-use crate::membership::ring_with;
+use super::balance::answer;
 use crate::movement::{self, Pass};
 use crate::shared::Shared;
 
 pub(crate) async fn remove<S: Store>(sh: &Arc<Shared<S>>, node: NodeId, forwarded: bool) -> Reply {
-    if &node == sh.members.me() {
+    if &node == sh.cluster.me() {
         return Reply::error(ErrorReply::BadRequest {
             reason: format!("{node} cannot remove itself; stop it to make it leave"),
         });
     }
-    let (_, after, changed) = match sh.members.set_state(&node, MemberState::Removed, 0).await {
-        Ok(r) => r,
-        Err(reason) => return Reply::error(ErrorReply::BadRequest { reason }),
+    let change = Change::Decided {
+        node: node.clone(),
+        state: MemberState::Removed,
     };
-    if changed {
+    let applied = match sh.cluster.apply(&change).await {
+        Ok(a) => a,
+        Err(e) => {
+            return Reply::error(ErrorReply::BadRequest {
+                reason: e.to_string(),
+            });
+        }
+    };
+    let after = applied.after;
+    if applied.changed {
         tracing::info!(%node, epoch = after.epoch(), "member removed");
     }
-    let before = match ring_with(&after, &node, MemberState::Up) {
+    let before = match View::of_ring(&after)
+        .with_state(&node, MemberState::Up)
+        .to_ring()
+    {
         Ok(r) => Arc::new(r),
-        Err(reason) => return Reply::error(ErrorReply::Internal { reason }),
+        Err(e) => {
+            return Reply::error(ErrorReply::Internal {
+                reason: e.to_string(),
+            });
+        }
     };
-    let mut others = JoinSet::new();
-    if !forwarded {
-        let request = Request::Remove {
-            node: node.clone(),
-            forwarded: true,
-        };
-        others = forward(sh, &request, Some(&node));
-    }
-    let report = movement::run(sh, Pass::Restore { before }).await;
+    let others: Vec<NodeId> = if forwarded {
+        Vec::new()
+    } else {
+        sh.cluster
+            .others()
+            .into_iter()
+            .filter(|n| n != &node)
+            .collect()
+    };
+    let request = Request::Remove {
+        node: node.clone(),
+        forwarded: true,
+    };
+    let (report, theirs) = tokio::join!(
+        movement::run(sh, Pass::Restore { before }),
+        sh.cluster.tell(others, &request, sh.cfg.admin_timeout)
+    );
     let mut failed = Vec::new();
     if let Some(f) = report.failures() {
-        failed.push(format!("{}: {f}", sh.members.me()));
+        failed.push(format!("{}: {f}", sh.cluster.me()));
     }
-    failed.extend(gather(others, &sh.stop).await);
+    failed.extend(theirs.iter().map(ToString::to_string));
     answer("remove", failed)
 }

@@ -221,7 +221,7 @@ pub(crate) async fn store_on<S: Store>(
     version: Version,
     value: Option<Bytes>,
 ) -> Result<bool, String> {
-    if node == sh.members.me() {
+    if node == sh.cluster.me() {
         let outcome = match value {
             Some(v) => sh.store.put(&key, version, v).await,
             None => sh.store.delete(&key, version).await,
@@ -236,15 +236,26 @@ pub(crate) async fn store_on<S: Store>(
         value: payload,
     };
     let call = async {
-        let mut ex = sh.peers.request(node, request).await?;
+        let mut ex = sh
+            .cluster
+            .rpc()
+            .request(node, request)
+            .await
+            .map_err(|e| e.to_string())?;
         if let Some(v) = &value {
             ex.send_value(v, chunk_size)
                 .await
-                .map_err(|e| sh.peers.failed(node, &e))?;
+                .map_err(|e| sh.cluster.rpc().failed(node, e).to_string())?;
         }
-        ex.response().await.map_err(|e| sh.peers.failed(node, &e))
+        ex.response()
+            .await
+            .map_err(|e| sh.cluster.rpc().failed(node, e).to_string())
     };
-    stored_answer(node, timeout(sh.peers.request_timeout(), call).await, sh)
+    stored_answer(
+        node,
+        timeout(sh.cluster.rpc().request_timeout(), call).await,
+        sh,
+    )
 }
 
 fn stored_answer<S>(
@@ -259,7 +270,7 @@ fn stored_answer<S>(
         Ok(Err(e)) => Err(e),
         Err(_) => Err(format!(
             "{node}: no answer within {:?}",
-            sh.peers.request_timeout()
+            sh.cluster.rpc().request_timeout()
         )),
     }
 }
@@ -275,7 +286,7 @@ pub(crate) async fn store_stream_on<S: Store>(
     len: Option<u64>,
     mut pieces: mpsc::Receiver<Piece>,
 ) -> Result<bool, String> {
-    if node == sh.members.me() {
+    if node == sh.cluster.me() {
         return sh
             .store
             .put_stream(&key, version, PieceReader::new(pieces))
@@ -288,11 +299,12 @@ pub(crate) async fn store_stream_on<S: Store>(
         version,
         value: Some(Payload::Streamed { len }),
     };
-    let deadline = sh.peers.request_timeout();
+    let deadline = sh.cluster.rpc().request_timeout();
     let late = || format!("{node}: no progress within {deadline:?}");
-    let mut ex = timeout(deadline, sh.peers.request(node, request))
+    let mut ex = timeout(deadline, sh.cluster.rpc().request(node, request))
         .await
-        .map_err(|_| late())??;
+        .map_err(|_| late())?
+        .map_err(|e| e.to_string())?;
     let mut seq = 0u32;
     let mut held: Option<Bytes> = None;
     loop {
@@ -317,14 +329,14 @@ pub(crate) async fn store_stream_on<S: Store>(
             Ok(()) => {}
             // The replica answered early (a refusal): read it below.
             Err(mydht_proto::conn::ConnError::Answered) => break,
-            Err(e) => return Err(sh.peers.failed(node, &e)),
+            Err(e) => return Err(sh.cluster.rpc().failed(node, e).to_string()),
         }
         if last {
             break;
         }
     }
-    let answer = timeout(sh.peers.request_timeout(), ex.response()).await;
-    let answer = answer.map(|r| r.map_err(|e| sh.peers.failed(node, &e)));
+    let answer = timeout(sh.cluster.rpc().request_timeout(), ex.response()).await;
+    let answer = answer.map(|r| r.map_err(|e| sh.cluster.rpc().failed(node, e).to_string()));
     stored_answer(node, answer, sh)
 }
 
@@ -334,20 +346,30 @@ pub(crate) async fn fetch_from<S: Store>(
     node: &NodeId,
     key: Bytes,
 ) -> Result<Fetched, String> {
-    if node == sh.members.me() {
+    if node == sh.cluster.me() {
         return fetch_local(sh, &key).await.map_err(|e| e.to_string());
     }
     let call = async {
         let mut ex = sh
-            .peers
+            .cluster
+            .rpc()
             .request(node, Request::ReplicaFetch { key })
-            .await?;
-        let response = ex.response().await.map_err(|e| sh.peers.failed(node, &e))?;
+            .await
+            .map_err(|e| e.to_string())?;
+        let response = ex
+            .response()
+            .await
+            .map_err(|e| sh.cluster.rpc().failed(node, e).to_string())?;
         Ok::<_, String>((ex, response))
     };
-    let (ex, response) = timeout(sh.peers.request_timeout(), call)
+    let (ex, response) = timeout(sh.cluster.rpc().request_timeout(), call)
         .await
-        .map_err(|_| format!("{node}: no answer within {:?}", sh.peers.request_timeout()))??;
+        .map_err(|_| {
+            format!(
+                "{node}: no answer within {:?}",
+                sh.cluster.rpc().request_timeout()
+            )
+        })??;
     match response {
         Response::Entry(None) => Ok(None),
         Response::Entry(Some(ReplicaEntry { version, value })) => {

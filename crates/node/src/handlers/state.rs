@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
+use mydht_cluster::{Change, MembershipError, View, ViewError};
 use mydht_proto::{ErrorReply, Response};
 use mydht_ring::{MemberState, NodeId};
 use mydht_store::Store;
 
 use super::Reply;
 use super::balance::answer;
-use crate::membership::ring_with;
 use crate::movement::{self, Pass};
 use crate::shared::Shared;
 
@@ -21,19 +21,16 @@ pub(crate) async fn set_state<S: Store>(
     state: MemberState,
     epoch: u64,
 ) -> Reply {
-    if &node == sh.members.me() {
-        return Reply::error(ErrorReply::BadRequest {
-            reason: "a member's own state is its own to announce".into(),
-        });
-    }
-    match sh.members.announced(&node, state, epoch).await {
-        Ok(changed) => {
-            if changed {
-                tracing::info!(%node, ?state, epoch = sh.members.ring().epoch(), "member state");
-            }
-            Reply::Plain(Response::Done)
+    match sh.cluster.announced(node, state, epoch).await {
+        Ok(()) => Reply::Plain(Response::Done),
+        Err(MembershipError::View(e @ ViewError::OwnState { .. })) => {
+            Reply::error(ErrorReply::BadRequest {
+                reason: e.to_string(),
+            })
         }
-        Err(reason) => Reply::error(ErrorReply::Internal { reason }),
+        Err(e) => Reply::error(ErrorReply::Internal {
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -46,18 +43,33 @@ pub(crate) async fn left<S: Store>(sh: &Arc<Shared<S>>, node: NodeId) -> Reply {
 /// first holder, and answers once they are there.
 pub(crate) async fn send_gained<S: Store>(sh: &Arc<Shared<S>>, node: NodeId) -> Reply {
     // The joiner may ask before the seed's announcement arrived.
-    if let Err(reason) = sh.members.add(node.clone(), 0, false).await {
-        return Reply::error(ErrorReply::Internal { reason });
-    }
-    let ring = sh.members.ring();
-    let before = match ring_with(&ring, &node, MemberState::Removed) {
+    let change = Change::Joined {
+        node: node.clone(),
+        epoch: 0,
+    };
+    let ring = match sh.cluster.apply(&change).await {
+        Ok(applied) => applied.after,
+        Err(e) => {
+            return Reply::error(ErrorReply::Internal {
+                reason: e.to_string(),
+            });
+        }
+    };
+    let before = match View::of_ring(&ring)
+        .with_state(&node, MemberState::Removed)
+        .to_ring()
+    {
         Ok(r) => Arc::new(r),
-        Err(reason) => return Reply::error(ErrorReply::Internal { reason }),
+        Err(e) => {
+            return Reply::error(ErrorReply::Internal {
+                reason: e.to_string(),
+            });
+        }
     };
     let report = movement::run(sh, Pass::Restore { before }).await;
     let failed = report
         .failures()
-        .map(|f| vec![format!("{}: {f}", sh.members.me())])
+        .map(|f| vec![format!("{}: {f}", sh.cluster.me())])
         .unwrap_or_default();
     answer("hand-off", failed)
 }

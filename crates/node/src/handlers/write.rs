@@ -96,7 +96,7 @@ async fn coordinate<S: Store>(
     seen: Option<Version>,
     w: Option<u8>,
 ) -> Response {
-    let ring = sh.members.ring();
+    let ring = sh.cluster.ring();
     let quorum = ring.quorum();
     let w = match w.map(usize::from) {
         None => quorum.w(),
@@ -117,7 +117,7 @@ async fn coordinate<S: Store>(
         }
         Ok(Version {
             timestamp: sh.clock.now(),
-            node: sh.members.me().clone(),
+            node: sh.cluster.me().clone(),
         })
     };
     let driving = match sh.dedup.claim(write_id, stamp).await {
@@ -126,7 +126,7 @@ async fn coordinate<S: Store>(
     };
     let version = driving.version.clone();
     let pos = Position::of_key(&key);
-    let targets = ring.write_set(pos, |n| sh.peers.is_down(n)).to_vec();
+    let targets = ring.write_set(pos, |n| sh.cluster.is_down(n)).to_vec();
     // Acks count from members that will keep the key: the current owners
     // but a leaving one (its copy goes with it), and the members taking
     // over a range.
@@ -182,7 +182,7 @@ pub(crate) async fn replicate<S: Store>(
     w: usize,
 ) -> usize {
     let (tx, mut rx) = mpsc::channel(targets.len().max(1));
-    let me = sh.members.me();
+    let me = sh.cluster.me();
     let local = targets.contains(me);
     for node in targets.into_iter().filter(|n| n != me) {
         let (sh2, tx, key, version, value) = (
@@ -246,7 +246,7 @@ async fn fan_out<S: Store>(
         });
     }
     drop(results_tx);
-    let deadline = sh.peers.request_timeout();
+    let deadline = sh.cluster.rpc().request_timeout();
     loop {
         // A client stream that breaks drops every feed: no replica keeps a
         // partial value.

@@ -44,10 +44,10 @@ pub(crate) async fn page<S: Store>(
     State(sh): State<Arc<Shared<S>>>,
     Query(q): Query<PageQuery>,
 ) -> Html<String> {
-    let ring = sh.members.ring();
+    let ring = sh.cluster.ring();
     let quorum = ring.quorum();
     let stats = sh.store.stats();
-    let me = escape(sh.members.me().as_str());
+    let me = escape(sh.cluster.me().as_str());
     let count = ring
         .members()
         .iter()
@@ -73,7 +73,7 @@ pub(crate) async fn page<S: Store>(
     );
     for m in ring.members() {
         let name = escape(m.id().as_str());
-        let status = MemberStatus::of(m.state(), sh.peers.is_down(m.id()));
+        let status = MemberStatus::of(m.state(), sh.cluster.is_down(m.id()));
         let _ = write!(
             out,
             "<li><a href=\"http://{name}/\">{name}</a> {status}</li>"

@@ -1,0 +1,304 @@
+//! Calls to other members: the one place that opens them, bounds them in
+//! time, notes what they say about the member's liveness, and decodes the
+//! answer into the type the caller expects.
+//!
+//! [`Rpc::call`] sends one request and decodes one response as a
+//! [`FromResponse`] type; [`Rpc::request`] starts an exchange whose value
+//! streams (the replication client drives those, and reports their
+//! failures back through [`Rpc::failed`]); [`Rpc::broadcast`] calls many
+//! members at once with one deadline and gives up on all of them when the
+//! node stops. An error answer from the member, an answer of the wrong
+//! kind, a timeout and a broken connection each come back as their own
+//! [`RpcError`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mydht_proto::conn::{ConnError, Connection, Exchange};
+use mydht_proto::{Held, Members, ReplicaEntry, Request, Response};
+use mydht_ring::NodeId;
+use tokio::task::JoinSet;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::RpcError;
+use crate::liveness::Liveness;
+use crate::pool::{OpenError, Pool};
+
+/// A response kind a call expects, decoded from the wire's [`Response`].
+pub trait FromResponse: Sized + Send + 'static {
+    /// The kind's name, for an error when another kind arrives.
+    const EXPECTED: &'static str;
+
+    /// `Ok` with the decoded answer, or the response back when it is of
+    /// another kind. [`Response::Error`] never reaches this.
+    fn from_response(r: Response) -> Result<Self, Response>;
+}
+
+/// Decodes `response` from `node` as `T`.
+pub fn decode<T: FromResponse>(node: &NodeId, response: Response) -> Result<T, RpcError> {
+    match response {
+        Response::Error(error) => Err(RpcError::Remote {
+            node: node.clone(),
+            error,
+        }),
+        other => T::from_response(other).map_err(|r| RpcError::Unexpected {
+            node: node.clone(),
+            expected: T::EXPECTED,
+            got: r.kind(),
+        }),
+    }
+}
+
+/// The answer to a request that only reports it finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Done;
+
+impl FromResponse for Done {
+    const EXPECTED: &'static str = "Done";
+    fn from_response(r: Response) -> Result<Self, Response> {
+        match r {
+            Response::Done => Ok(Done),
+            other => Err(other),
+        }
+    }
+}
+
+impl FromResponse for Members {
+    const EXPECTED: &'static str = "Members";
+    fn from_response(r: Response) -> Result<Self, Response> {
+        match r {
+            Response::Members(m) => Ok(m),
+            other => Err(other),
+        }
+    }
+}
+
+impl FromResponse for Held {
+    const EXPECTED: &'static str = "Held";
+    fn from_response(r: Response) -> Result<Self, Response> {
+        match r {
+            Response::Held(h) => Ok(h),
+            other => Err(other),
+        }
+    }
+}
+
+/// A replica's answer to a store: whether it applied the version (`false`
+/// when it already held that version or a newer one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// Whether the version was applied.
+    pub applied: bool,
+}
+
+impl FromResponse for Stored {
+    const EXPECTED: &'static str = "ReplicaStored";
+    fn from_response(r: Response) -> Result<Self, Response> {
+        match r {
+            Response::ReplicaStored { applied } => Ok(Stored { applied }),
+            other => Err(other),
+        }
+    }
+}
+
+/// A replica's digest of a range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteDigest {
+    /// Entries in the range.
+    pub count: u64,
+    /// XOR of their hashes.
+    pub hash: u64,
+}
+
+impl FromResponse for RemoteDigest {
+    const EXPECTED: &'static str = "Digest";
+    fn from_response(r: Response) -> Result<Self, Response> {
+        match r {
+            Response::Digest { count, hash } => Ok(RemoteDigest { count, hash }),
+            other => Err(other),
+        }
+    }
+}
+
+impl FromResponse for Option<ReplicaEntry> {
+    const EXPECTED: &'static str = "Entry";
+    fn from_response(r: Response) -> Result<Self, Response> {
+        match r {
+            Response::Entry(e) => Ok(e),
+            other => Err(other),
+        }
+    }
+}
+
+/// Calls to other members. Cheap to clone.
+#[derive(Clone)]
+pub struct Rpc(Arc<Inner>);
+
+struct Inner {
+    pool: Pool,
+    liveness: Arc<Liveness>,
+    request_timeout: Duration,
+    stop: CancellationToken,
+}
+
+impl Rpc {
+    pub(crate) fn new(
+        pool: Pool,
+        liveness: Arc<Liveness>,
+        request_timeout: Duration,
+        stop: CancellationToken,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            pool,
+            liveness,
+            request_timeout,
+            stop,
+        }))
+    }
+
+    /// The deadline of one replica call.
+    pub fn request_timeout(&self) -> Duration {
+        self.0.request_timeout
+    }
+
+    /// A connection to `node`, opened if needed. A member that cannot be
+    /// reached is marked down at once.
+    pub async fn connect(&self, node: &NodeId) -> Result<Connection, RpcError> {
+        match self.0.pool.get(node).await {
+            Ok((conn, opened)) => {
+                if opened {
+                    self.0.liveness.record_success(node);
+                }
+                Ok(conn)
+            }
+            Err(e) => {
+                self.0.liveness.record_failure(node, true);
+                self.0.pool.forget(node);
+                Err(match e {
+                    OpenError::Failed(source) => RpcError::Connect {
+                        node: node.clone(),
+                        source,
+                    },
+                    OpenError::Timeout(after) => RpcError::ConnectTimeout {
+                        node: node.clone(),
+                        after,
+                    },
+                })
+            }
+        }
+    }
+
+    /// Sends `request` to `node` and returns its exchange, for answers or
+    /// bodies that stream. The caller bounds its steps in time and reports
+    /// failures through [`failed`](Self::failed) and
+    /// [`timed_out`](Self::timed_out).
+    pub async fn request(&self, node: &NodeId, request: Request) -> Result<Exchange, RpcError> {
+        let conn = self.connect(node).await?;
+        conn.request(request)
+            .await
+            .map_err(|e| self.failed(node, e))
+    }
+
+    /// Notes an exchange with `node` that failed: a broken connection is
+    /// dropped (the next call reconnects) and counts against the member.
+    pub fn failed(&self, node: &NodeId, e: ConnError) -> RpcError {
+        if matches!(e, ConnError::Closed | ConnError::Io(_)) {
+            self.0.pool.forget(node);
+            self.0.liveness.record_failure(node, false);
+        }
+        RpcError::Conn {
+            node: node.clone(),
+            source: e,
+        }
+    }
+
+    /// Notes an exchange with `node` that got no answer within `after`.
+    pub fn timed_out(&self, node: &NodeId, after: Duration) -> RpcError {
+        self.0.liveness.record_failure(node, false);
+        RpcError::Timeout {
+            node: node.clone(),
+            after,
+        }
+    }
+
+    /// One request, one response, within the request deadline.
+    pub async fn call<T: FromResponse>(
+        &self,
+        node: &NodeId,
+        request: Request,
+    ) -> Result<T, RpcError> {
+        self.call_within(node, request, self.0.request_timeout)
+            .await
+    }
+
+    /// One request, one response, within `deadline` (admin calls that wait
+    /// for data movement on the other side take longer than replica calls).
+    pub async fn call_within<T: FromResponse>(
+        &self,
+        node: &NodeId,
+        request: Request,
+        deadline: Duration,
+    ) -> Result<T, RpcError> {
+        let conn = self.connect(node).await?;
+        match timeout(deadline, conn.call(request)).await {
+            Ok(Ok(r)) => {
+                self.0.liveness.record_success(node);
+                decode(node, r)
+            }
+            Ok(Err(e)) => Err(self.failed(node, e)),
+            Err(_) => Err(self.timed_out(node, deadline)),
+        }
+    }
+
+    /// Calls every one of `nodes` at once, each within `deadline`, and
+    /// returns every answer. When this node stops, the calls still out are
+    /// abandoned and reported as [`RpcError::Stopping`].
+    pub async fn broadcast<T: FromResponse>(
+        &self,
+        nodes: Vec<NodeId>,
+        request: &Request,
+        deadline: Duration,
+    ) -> Vec<(NodeId, Result<T, RpcError>)> {
+        let mut set = JoinSet::new();
+        let mut calling = std::collections::HashMap::new();
+        for node in nodes {
+            let (rpc, request) = (self.clone(), request.clone());
+            let target = node.clone();
+            let task = set.spawn(async move {
+                let result = rpc.call_within::<T>(&target, request, deadline).await;
+                (target, result)
+            });
+            calling.insert(task.id(), node);
+        }
+        let mut answers = Vec::with_capacity(calling.len());
+        loop {
+            let next = tokio::select! {
+                () = self.0.stop.cancelled() => {
+                    set.abort_all();
+                    break;
+                }
+                next = set.join_next_with_id() => next,
+            };
+            match next {
+                None => break,
+                Some(Ok((id, answer))) => {
+                    calling.remove(&id);
+                    answers.push(answer);
+                }
+                Some(Err(e)) => {
+                    if let Some(node) = calling.remove(&e.id()) {
+                        answers.push((node.clone(), Err(RpcError::Lost { node })));
+                    }
+                }
+            }
+        }
+        // Whatever is left was abandoned because this node is stopping.
+        answers.extend(
+            calling
+                .into_values()
+                .map(|node| (node, Err(RpcError::Stopping))),
+        );
+        answers
+    }
+}
