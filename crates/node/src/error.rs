@@ -50,3 +50,44 @@ pub enum NodeError {
         epoch: u64,
     },
 }
+
+impl From<crate::coord::CoordError> for mydht_proto::ErrorReply {
+    /// The one place a coordinator's failure becomes the wire's error.
+    fn from(e: crate::coord::CoordError) -> Self {
+        use crate::coord::CoordError;
+        use crate::value::ValueError;
+        use mydht_proto::{ErrorReply, Limited};
+        let byte = |n: usize| u8::try_from(n).unwrap_or(u8::MAX);
+        match e {
+            CoordError::BadRequest { reason } => ErrorReply::BadRequest { reason },
+            CoordError::NotFound => ErrorReply::NotFound,
+            CoordError::Quorum { acked, required } => ErrorReply::Quorum {
+                acked: byte(acked),
+                required: byte(required),
+            },
+            CoordError::Unavailable {
+                answered,
+                required,
+                nodes,
+            } => ErrorReply::Unavailable {
+                answered: byte(answered),
+                required: byte(required),
+                nodes,
+            },
+            CoordError::Value(ValueError::TooLarge { size, max }) => ErrorReply::TooLarge {
+                what: Limited::Value,
+                size,
+                max,
+            },
+            CoordError::Value(e @ (ValueError::BadStream { .. } | ValueError::Stalled { .. })) => {
+                ErrorReply::BadRequest {
+                    reason: e.to_string(),
+                }
+            }
+            CoordError::Value(e) => ErrorReply::Internal {
+                reason: e.to_string(),
+            },
+            CoordError::Internal { reason } => ErrorReply::Internal { reason },
+        }
+    }
+}

@@ -25,17 +25,18 @@
 //! never held whole.
 
 mod config;
-mod dedup;
+mod coord;
 mod error;
 mod handlers;
 mod http;
 mod lifecycle;
 mod movement;
 mod node;
+mod replication;
 mod server;
 mod session;
 mod shared;
-mod stream;
+mod value;
 
 pub use config::NodeConfig;
 pub use error::NodeError;

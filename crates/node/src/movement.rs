@@ -23,12 +23,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use bytes::Bytes;
-use mydht_proto::{Held, Request, Version};
+use mydht_proto::Version;
 use mydht_ring::{NodeId, Placement, Position, Ring, TokenRange};
 use mydht_store::{EntryMeta, Purge, PurgeRequest, Stamp, Store};
 use tokio::task::JoinSet;
 
-use crate::handlers::replica::copy_value;
 use crate::shared::Shared;
 
 /// Keys worked on at once by one pass.
@@ -509,7 +508,10 @@ async fn ensure<S: Store>(
     }
     // Streams large values in bounded memory; a key gone from this store
     // since the scan (a purge raced it) sends nothing.
-    copy_value(sh, sh.cluster.me(), node, meta.key.clone()).await?;
+    sh.replicas
+        .copy(sh.cluster.me(), node, meta.key.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     let len = if meta.stamp.is_tombstone() {
         0
     } else {
@@ -535,16 +537,10 @@ async fn probe<S: Store>(
     node: &NodeId,
     key: Bytes,
 ) -> Result<Option<Version>, String> {
-    match sh
-        .cluster
-        .rpc()
-        .call::<Held>(node, Request::ReplicaProbe { key })
+    sh.replicas
+        .probe(node, key)
         .await
-        .map_err(|e| e.to_string())?
-    {
-        Held::Absent => Ok(None),
-        Held::Value(v) | Held::Tombstone(v) => Ok(Some(v)),
-    }
+        .map_err(|e| e.to_string())
 }
 
 /// `node`'s digest of `range`.
@@ -553,14 +549,9 @@ async fn remote_digest<S: Store>(
     node: &NodeId,
     range: TokenRange,
 ) -> Result<(u64, u64), String> {
-    let request = Request::ReplicaDigest {
-        start: range.start().0,
-        end: range.end().0,
-    };
-    let d: mydht_cluster::RemoteDigest = sh
-        .cluster
-        .rpc()
-        .call(node, request)
+    let d = sh
+        .replicas
+        .digest(node, range)
         .await
         .map_err(|e| e.to_string())?;
     Ok((d.count, d.hash))

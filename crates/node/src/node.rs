@@ -11,8 +11,9 @@ use mydht_store::{HybridClock, Store};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::dedup::Dedup;
+use crate::coord::{CoordParts, Coordinator};
 use crate::lifecycle::{LeaveError, LeaveReport};
+use crate::replication::Replicas;
 use crate::server::accept_loop;
 use crate::shared::Shared;
 use crate::{NodeConfig, NodeError};
@@ -144,10 +145,26 @@ pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, No
         stop.clone(),
     )
     .map_err(|e| data_dir_error(&e))?;
+    let store = Arc::new(store);
+    let clock = Arc::new(HybridClock::default());
+    let replicas = Replicas::new(
+        store.clone(),
+        cluster.clone(),
+        cfg.limits.chunk_size,
+        cfg.max_value_len,
+    );
+    let coord = Coordinator::new(CoordParts {
+        cluster: cluster.clone(),
+        replicas: replicas.clone(),
+        clock: clock.clone(),
+        tasks: tasks.clone(),
+        request_timeout: cfg.request_timeout,
+    });
     let sh = Arc::new(Shared {
-        clock: HybridClock::default(),
+        clock,
         cluster,
-        dedup: Dedup::default(),
+        replicas,
+        coord,
         movement: crate::movement::Movement::default(),
         tasks,
         stop,

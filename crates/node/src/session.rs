@@ -26,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::handlers::{self, Reply};
 use crate::shared::Shared;
-use crate::stream::{BodyIn, Source};
+use crate::value::BodyIn;
+use crate::value::sink::to_session;
 
 /// Frames queued for the writer before handlers wait.
 const OUTGOING_QUEUE: usize = 1024;
@@ -124,8 +125,7 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, mut r: BoxRead, mut w: B
                 let (sh2, tx, credits) = (sh.clone(), tx.clone(), credits.clone());
                 sh.tasks.spawn(async move {
                     let reply = handlers::handle(&sh2, request, body).await;
-                    let limits = (sh2.cfg.limits.chunk_size, sh2.cfg.request_timeout);
-                    send_reply(&tx, id, reply, limits, window).await;
+                    send_reply(&tx, id, reply, sh2.cfg.request_timeout, window).await;
                     credits.revoke(id);
                 });
             }
@@ -246,10 +246,10 @@ async fn send_reply(
     tx: &mpsc::Sender<Frame>,
     id: RequestId,
     reply: Reply,
-    (chunk_size, deadline): (usize, Duration),
+    deadline: Duration,
     window: Option<watch::Receiver<u32>>,
 ) {
-    let (response, mut source) = match reply {
+    let (response, source) = match reply {
         Reply::Plain(r) => {
             let _ = tx.send(Frame::new(id, Body::Response(r))).await;
             return;
@@ -270,48 +270,9 @@ async fn send_reply(
         .send(Frame::new(id, Body::Response(response)))
         .await
         .is_ok()
-        && let Err(e) = stream_chunks(tx, id, &mut source, chunk_size, &mut acked, deadline).await
+        && let Err(e) = to_session(tx, id, source, &mut acked, deadline).await
     {
         tracing::debug!(error = %e, "value stream abandoned");
         let _ = tx.send(Frame::new(id, Body::Cancel)).await;
-    }
-}
-
-/// Sends the value's chunks, each only once the peer's acknowledgements
-/// leave room in the window; a peer that stops acknowledging for the
-/// request deadline is given up on.
-async fn stream_chunks(
-    tx: &mpsc::Sender<Frame>,
-    id: RequestId,
-    source: &mut Source,
-    chunk_size: usize,
-    acked: &mut watch::Receiver<u32>,
-    deadline: Duration,
-) -> Result<(), String> {
-    let mut next = source.next(chunk_size).await?;
-    let mut seq = 0u32;
-    loop {
-        let data = next.take().unwrap_or_default();
-        next = if data.is_empty() {
-            None
-        } else {
-            source.next(chunk_size).await?
-        };
-        let last = next.is_none();
-        timeout(
-            deadline,
-            acked.wait_for(|&a| seq < a.saturating_add(WINDOW)),
-        )
-        .await
-        .map_err(|_| format!("no acknowledgement within {deadline:?}"))?
-        .map_err(|_| "cancelled by the peer".to_string())?;
-        let chunk = Chunk { seq, data, last };
-        tx.send(Frame::new(id, Body::Chunk(chunk)))
-            .await
-            .map_err(|_| "connection closed".to_string())?;
-        if last {
-            return Ok(());
-        }
-        seq += 1;
     }
 }

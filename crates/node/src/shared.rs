@@ -7,16 +7,20 @@ use tokio_util::task::TaskTracker;
 
 use mydht_cluster::Cluster;
 
+use std::sync::Arc;
+
 use crate::NodeConfig;
-use crate::dedup::Dedup;
+use crate::coord::Coordinator;
 use crate::movement::Movement;
+use crate::replication::Replicas;
 
 pub(crate) struct Shared<S> {
     pub cfg: NodeConfig,
-    pub store: S,
-    pub clock: HybridClock,
+    pub store: Arc<S>,
+    pub clock: Arc<HybridClock>,
     pub cluster: Cluster,
-    pub dedup: Dedup,
+    pub replicas: Replicas<S>,
+    pub coord: Coordinator<S>,
     /// Data movement in progress, for the status page.
     pub movement: Movement,
     /// Every task the node starts is tracked here, so shutdown can wait for

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use mydht_proto::{ErrorReply, Request, Response};
-use mydht_ring::{Position, TokenRange};
 use mydht_store::Store;
 
 use super::Reply;
@@ -40,17 +39,5 @@ pub(super) fn answer(what: &str, failed: Vec<String>) -> Reply {
         Reply::error(ErrorReply::Internal {
             reason: format!("{what} did not finish on: {}", failed.join("; ")),
         })
-    }
-}
-
-/// Serves `ReplicaDigest`: this node's digest of a range.
-pub(crate) async fn serve_digest<S: Store>(sh: &Arc<Shared<S>>, start: u64, end: u64) -> Reply {
-    let range = TokenRange::new(Position(start), Position(end));
-    match sh.store.digest(range).await {
-        Ok(d) => Reply::Plain(Response::Digest {
-            count: d.count,
-            hash: d.hash,
-        }),
-        Err(e) => Reply::error(super::internal(&e)),
     }
 }

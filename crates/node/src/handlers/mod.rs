@@ -4,12 +4,11 @@
 
 mod admin;
 pub(crate) mod balance;
-pub(crate) mod get;
+mod kv;
 mod purge;
 mod remove;
 pub(crate) mod replica;
 mod state;
-pub(crate) mod write;
 
 use std::sync::Arc;
 
@@ -17,14 +16,14 @@ use mydht_proto::{ErrorReply, Request, Response};
 use mydht_store::{Store, StoreError};
 
 use crate::shared::Shared;
-use crate::stream::{BodyIn, Source};
+use crate::value::{BodyIn, ValueStream};
 
 /// A handler's answer.
 pub(crate) enum Reply {
     /// One response frame.
     Plain(Response),
     /// A response announcing a streamed value, then the value's chunks.
-    Stream(Response, Source),
+    Stream(Response, ValueStream),
 }
 
 impl Reply {
@@ -45,9 +44,11 @@ pub(crate) async fn handle<S: Store>(
         return Reply::error(e);
     }
     match request {
-        Request::Put(put) => write::put(sh, put, body).await,
-        Request::Del(del) => write::del(sh, del).await,
-        Request::Get(get) => get::get(sh, get).await,
+        Request::Put(put) => {
+            kv::put(&sh.coord, put, body, &sh.cfg.limits, sh.cfg.max_value_len).await
+        }
+        Request::Del(del) => kv::del(&sh.coord, del).await,
+        Request::Get(get) => kv::get(&sh.coord, get).await,
         Request::HasKey { key } => admin::haskey(sh, &key).await,
         Request::Whereis { key } => admin::whereis(sh, &key),
         Request::Members => Reply::Plain(Response::Members(sh.cluster.members())),
@@ -66,7 +67,7 @@ pub(crate) async fn handle<S: Store>(
         Request::Left { node } => state::left(sh, node).await,
         Request::SetState { node, state, epoch } => state::set_state(sh, node, state, epoch).await,
         Request::SendGained { node } => state::send_gained(sh, node).await,
-        Request::ReplicaDigest { start, end } => balance::serve_digest(sh, start, end).await,
+        Request::ReplicaDigest { start, end } => replica::serve_digest(sh, start, end).await,
     }
 }
 

@@ -13,7 +13,7 @@ use axum::response::Html;
 use mydht_ring::{MemberState, MemberStatus};
 use mydht_store::{ScanCursor, Stamp, Store};
 
-use super::{PageQuery, key_url};
+use super::kv::{PageQuery, key_url};
 use crate::shared::Shared;
 
 /// Keys per page of the table.

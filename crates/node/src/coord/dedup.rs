@@ -12,16 +12,18 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use mydht_proto::{Response, Version, WriteId};
+use mydht_proto::{Version, WriteId};
 use tokio::sync::watch;
+
+use super::{CoordError, Written};
 
 /// Write ids remembered; at a few hundred bytes each, about 50 MiB at most.
 const CAPACITY: usize = 100_000;
 
 enum State {
     Idle,
-    InFlight(watch::Receiver<Option<Response>>),
-    Done(Response),
+    InFlight(watch::Receiver<Option<Written>>),
+    Done(Written),
 }
 
 struct Slot {
@@ -48,7 +50,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What a write should do, as decided by its slot.
 pub(crate) enum Claim {
     /// Answer this (the first attempt's outcome).
-    Answer(Response),
+    Answer(Written),
     /// Drive the write with this version (the same one on every attempt),
     /// then report the outcome through [`Driving::finish`].
     Drive(Driving),
@@ -56,20 +58,21 @@ pub(crate) enum Claim {
 
 pub(crate) struct Driving {
     slot: Arc<Mutex<Slot>>,
-    tx: watch::Sender<Option<Response>>,
+    tx: watch::Sender<Option<Written>>,
     pub version: Version,
 }
 
 impl Driving {
     /// Records the outcome. A success is remembered for retries and handed
-    /// to any retry waiting meanwhile; after a failure a waiting retry
-    /// drives the write again itself (same version, its own body).
-    pub fn finish(self, response: &Response, succeeded: bool) {
-        if succeeded {
-            lock(&self.slot).state = State::Done(response.clone());
-            let _ = self.tx.send(Some(response.clone()));
-        } else {
-            lock(&self.slot).state = State::Idle;
+    /// to any retry waiting meanwhile; after a failure (`None`) a waiting
+    /// retry drives the write again itself (same version, its own body).
+    pub fn finish(self, written: Option<&Written>) {
+        match written {
+            Some(w) => {
+                lock(&self.slot).state = State::Done(w.clone());
+                let _ = self.tx.send(Some(w.clone()));
+            }
+            None => lock(&self.slot).state = State::Idle,
         }
     }
 }
@@ -90,8 +93,8 @@ impl Dedup {
     pub async fn claim(
         &self,
         id: WriteId,
-        stamp: impl FnOnce() -> Result<Version, Response>,
-    ) -> Result<Claim, Response> {
+        stamp: impl FnOnce() -> Result<Version, CoordError>,
+    ) -> Result<Claim, CoordError> {
         let slot = self.slot(id);
         let mut stamp = Some(stamp);
         loop {
@@ -105,9 +108,9 @@ impl Dedup {
                             (Some(v), _) => v.clone(),
                             (None, Some(f)) => f()?,
                             (None, None) => {
-                                return Err(Response::Error(mydht_proto::ErrorReply::Internal {
+                                return Err(CoordError::Internal {
                                     reason: "write slot lost its version".into(),
-                                }));
+                                });
                             }
                         };
                         s.version = Some(version.clone());
@@ -149,5 +152,78 @@ impl Dedup {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mydht_proto::Timestamp;
+    use mydht_ring::NodeId;
+
+    fn id(seq: u64) -> WriteId {
+        WriteId { client: 7, seq }
+    }
+
+    fn version(ms: u64) -> Version {
+        Version {
+            timestamp: Timestamp::from_parts(ms, 0),
+            node: NodeId::new("a:1").expect("name"),
+        }
+    }
+
+    fn drive(claim: Claim) -> Driving {
+        match claim {
+            Claim::Drive(d) => d,
+            Claim::Answer(_) => panic!("expected to drive the write"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_success_gets_the_first_answer_without_a_new_stamp() {
+        let d = Dedup::default();
+        let first = drive(d.claim(id(1), || Ok(version(10))).await.expect("claim"));
+        let written = Written {
+            version: first.version.clone(),
+            deleted: false,
+        };
+        first.finish(Some(&written));
+        let again = d
+            .claim(id(1), || panic!("a retry must not stamp again"))
+            .await
+            .expect("claim");
+        assert!(matches!(again, Claim::Answer(w) if w == written));
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_failure_drives_the_write_again_with_the_same_version() {
+        let d = Dedup::default();
+        let first = drive(d.claim(id(2), || Ok(version(10))).await.expect("claim"));
+        first.finish(None);
+        let second = drive(d.claim(id(2), || Ok(version(99))).await.expect("claim"));
+        assert_eq!(second.version, version(10));
+        // An attempt dropped without finishing frees the slot too.
+        drop(second);
+        let third = drive(d.claim(id(2), || Ok(version(99))).await.expect("claim"));
+        assert_eq!(third.version, version(10));
+    }
+
+    #[tokio::test]
+    async fn a_retry_during_the_first_attempt_waits_for_its_answer() {
+        let d = std::sync::Arc::new(Dedup::default());
+        let first = drive(d.claim(id(3), || Ok(version(10))).await.expect("claim"));
+        let waiting = {
+            let d = d.clone();
+            tokio::spawn(async move { d.claim(id(3), || Ok(version(99))).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the retry waits for the first attempt");
+        let written = Written {
+            version: version(10),
+            deleted: true,
+        };
+        first.finish(Some(&written));
+        let answer = waiting.await.expect("task").expect("claim");
+        assert!(matches!(answer, Claim::Answer(w) if w == written));
     }
 }

@@ -1,0 +1,156 @@
+//! The coordinator: any node takes a client's read or write and carries it
+//! out over the key's replicas, whichever door (binary protocol or HTTP)
+//! it came through.
+//!
+//! A write is stamped once with this node's hybrid logical clock (past the
+//! newest version the client has seen), sent to the key's whole write set
+//! at once, and answered when W read-set replicas acknowledged
+//! ([`quorum`]); a retry with the same write id is answered with the first
+//! outcome ([`dedup`]). A read asks the read set at once, answers with the
+//! newest version once R replicas answered, and repairs stale replicas in
+//! the background with that version, unchanged. Both give up early when so
+//! many replicas failed that the quorum cannot be reached.
+//!
+//! It speaks no wire types: it takes keys, values ([`ValueStream`]) and
+//! versions and answers [`Written`], [`Read`] or a [`CoordError`]; the doors
+//! turn those into frames or HTTP responses.
+
+pub(crate) mod dedup;
+pub(crate) mod quorum;
+mod read;
+mod write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use mydht_cluster::Cluster;
+use mydht_proto::Version;
+use mydht_ring::NodeId;
+use mydht_store::{HybridClock, Store};
+use thiserror::Error;
+use tokio_util::task::TaskTracker;
+
+use crate::replication::Replicas;
+use crate::value::{ValueError, ValueStream};
+use dedup::Dedup;
+
+/// What a write stores.
+pub(crate) enum Write {
+    /// A value that came whole (at most a chunk).
+    Value(Bytes),
+    /// A value that streams in.
+    Stream(ValueStream),
+    /// A delete.
+    Tombstone,
+}
+
+/// A write that reached its quorum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// The version stamped.
+    pub version: Version,
+    /// Whether it was a delete.
+    pub deleted: bool,
+}
+
+/// A value read, with its version.
+pub(crate) struct Read {
+    pub version: Version,
+    pub value: ValueStream,
+}
+
+/// Why a coordinated read or write did not succeed.
+#[derive(Debug, Error)]
+pub(crate) enum CoordError {
+    /// The request itself is wrong (a quorum outside 1..=N, a version too
+    /// far ahead of this node's clock).
+    #[error("{reason}")]
+    BadRequest {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The key holds no value (absent or deleted).
+    #[error("value not found")]
+    NotFound,
+    /// Fewer than W replicas acknowledged; the write may be partly applied.
+    #[error("{acked} of {required} replicas acknowledged")]
+    Quorum {
+        /// Acknowledgements from counted replicas.
+        acked: usize,
+        /// W.
+        required: usize,
+    },
+    /// Fewer than R replicas answered a read.
+    #[error("{answered} of {required} replicas answered")]
+    Unavailable {
+        /// Replicas that answered.
+        answered: usize,
+        /// R.
+        required: usize,
+        /// The replicas that did not (down, or failed).
+        nodes: Vec<NodeId>,
+    },
+    /// The client's value broke off or broke its rules.
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    /// Something on this node failed.
+    #[error("{reason}")]
+    Internal {
+        /// What.
+        reason: String,
+    },
+}
+
+/// What the coordinator works with.
+pub(crate) struct CoordParts<S> {
+    pub cluster: Cluster,
+    pub replicas: Replicas<S>,
+    pub clock: Arc<HybridClock>,
+    /// Where replica calls still running after the answer, and read
+    /// repairs, run.
+    pub tasks: TaskTracker,
+    pub request_timeout: Duration,
+}
+
+/// The coordinator of one node. Cheap to clone.
+pub(crate) struct Coordinator<S>(Arc<Inner<S>>);
+
+struct Inner<S> {
+    cluster: Cluster,
+    replicas: Replicas<S>,
+    clock: Arc<HybridClock>,
+    dedup: Dedup,
+    tasks: TaskTracker,
+    request_timeout: Duration,
+}
+
+impl<S> Clone for Coordinator<S> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<S: Store> Coordinator<S> {
+    pub fn new(parts: CoordParts<S>) -> Self {
+        Self(Arc::new(Inner {
+            cluster: parts.cluster,
+            replicas: parts.replicas,
+            clock: parts.clock,
+            dedup: Dedup::default(),
+            tasks: parts.tasks,
+            request_timeout: parts.request_timeout,
+        }))
+    }
+}
+
+/// `asked` (`w` or `r`), or the ring's default; at most the effective N.
+fn quorum_of(asked: Option<u8>, default: usize, n: usize, what: &str) -> Result<usize, CoordError> {
+    match asked.map(usize::from) {
+        None => Ok(default),
+        Some(k) if (1..=n.max(1)).contains(&k) => Ok(k),
+        Some(k) => Err(CoordError::BadRequest {
+            reason: format!("{what}={k} is outside 1..={n} (the effective N)"),
+        }),
+    }
+}

@@ -1,0 +1,195 @@
+//! put and del, coordinated: stamp once, send to the whole write set at
+//! once, answer when W read-set replicas acknowledged.
+//!
+//! A delete is a write of a tombstone. Replicas that have not answered when
+//! the quorum is decided keep going in the background; a replica that
+//! fails is left to read repair (and, later, hinted handoff and
+//! anti-entropy). A large value streams: each piece from the client goes to
+//! every replica as it arrives, through a small per-replica queue; a
+//! replica that cannot take a piece within the request deadline is cut off
+//! (its partial value never becomes visible there) and the upload goes on
+//! with the others, so one slow disk cannot stall it or make this node
+//! buffer without bound.
+
+use bytes::Bytes;
+use mydht_proto::{Version, WriteId};
+use mydht_ring::{MemberState, NodeId, Position};
+use mydht_store::Store;
+use tokio::sync::mpsc;
+
+use super::dedup::Claim;
+use super::quorum::QuorumTracker;
+use super::{CoordError, Coordinator, Write, Written, quorum_of};
+use crate::value::ValueStream;
+use crate::value::sink::tee;
+
+/// Pieces queued per replica of a streamed write before the fan-out waits.
+const PER_REPLICA_QUEUE: usize = 4;
+
+impl<S: Store> Coordinator<S> {
+    /// Writes `key` (a value, or a tombstone) through its replicas.
+    pub async fn write(
+        &self,
+        key: Bytes,
+        write: Write,
+        write_id: WriteId,
+        seen: Option<Version>,
+        w: Option<u8>,
+    ) -> Result<Written, CoordError> {
+        let c = &self.0;
+        let ring = c.cluster.ring();
+        let quorum = ring.quorum();
+        let w = quorum_of(w, quorum.w(), quorum.n(), "w")?;
+        let stamp = || {
+            if let Some(seen) = &seen {
+                c.clock
+                    .observe(seen.timestamp)
+                    .map_err(|e| CoordError::BadRequest {
+                        reason: e.to_string(),
+                    })?;
+            }
+            Ok(Version {
+                timestamp: c.clock.now(),
+                node: c.cluster.me().clone(),
+            })
+        };
+        let driving = match c.dedup.claim(write_id, stamp).await? {
+            Claim::Answer(written) => return Ok(written),
+            Claim::Drive(d) => d,
+        };
+        let version = driving.version.clone();
+        let pos = Position::of_key(&key);
+        let targets = ring.write_set(pos, |n| c.cluster.is_down(n)).to_vec();
+        // Acks count from members that will keep the key: the current owners
+        // but a leaving one (its copy goes with it), and the members taking
+        // over a range.
+        let counted: Vec<NodeId> = ring
+            .write_set(pos, |_| false)
+            .iter()
+            .filter(|n| {
+                ring.member(n)
+                    .is_some_and(|m| m.state() != MemberState::Leaving)
+            })
+            .cloned()
+            .collect();
+        let tracker = QuorumTracker::new(&targets, counted, w);
+        let deleted = matches!(write, Write::Tombstone);
+        let tracker = match write {
+            Write::Value(v) => {
+                self.replicate(&key, &version, Some(v), targets, tracker)
+                    .await
+            }
+            Write::Tombstone => self.replicate(&key, &version, None, targets, tracker).await,
+            Write::Stream(value) => {
+                match self.fan_out(&key, &version, value, targets, tracker).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        driving.finish(None);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        if tracker.reached() {
+            let written = Written { version, deleted };
+            driving.finish(Some(&written));
+            Ok(written)
+        } else {
+            driving.finish(None);
+            Err(CoordError::Quorum {
+                acked: tracker.acked(),
+                required: tracker.quorum(),
+            })
+        }
+    }
+
+    /// Sends the version to every target at once, this node's own copy
+    /// inline; returns once the quorum is decided.
+    async fn replicate(
+        &self,
+        key: &Bytes,
+        version: &Version,
+        value: Option<Bytes>,
+        targets: Vec<NodeId>,
+        mut tracker: QuorumTracker,
+    ) -> QuorumTracker {
+        let c = &self.0;
+        let (tx, mut rx) = mpsc::channel(targets.len().max(1));
+        let me = c.cluster.me();
+        let local = targets.contains(me);
+        for node in targets.into_iter().filter(|n| n != me) {
+            let (replicas, tx, key, version, value) = (
+                c.replicas.clone(),
+                tx.clone(),
+                key.clone(),
+                version.clone(),
+                value.clone(),
+            );
+            c.tasks.spawn(async move {
+                let result = replicas.store(&node, key, version, value).await;
+                if let Err(e) = &result {
+                    tracing::debug!(%node, error = %e, "replica write failed");
+                }
+                let _ = tx.send((node, result)).await;
+            });
+        }
+        drop(tx);
+        // This node's own copy is written here, while the remote writes run.
+        if local {
+            let result = c
+                .replicas
+                .store(me, key.clone(), version.clone(), value)
+                .await;
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "local write failed");
+            }
+            tracker.record(me, &result);
+        }
+        while !tracker.decided() {
+            let Some((node, result)) = rx.recv().await else {
+                break;
+            };
+            tracker.record(&node, &result);
+        }
+        tracker
+    }
+
+    /// Streams the incoming value to every target at once; returns once
+    /// the quorum is decided. A client stream that breaks fails the write.
+    async fn fan_out(
+        &self,
+        key: &Bytes,
+        version: &Version,
+        value: ValueStream,
+        targets: Vec<NodeId>,
+        mut tracker: QuorumTracker,
+    ) -> Result<QuorumTracker, CoordError> {
+        let c = &self.0;
+        let (feed, branches) = tee(value, &targets, PER_REPLICA_QUEUE, c.request_timeout);
+        let (results_tx, mut results) = mpsc::channel(targets.len().max(1));
+        for (node, branch) in branches {
+            let (replicas, results_tx, key, version) = (
+                c.replicas.clone(),
+                results_tx.clone(),
+                key.clone(),
+                version.clone(),
+            );
+            c.tasks.spawn(async move {
+                let result = replicas.store_stream(&node, key, version, branch).await;
+                if let Err(e) = &result {
+                    tracing::debug!(%node, error = %e, "replica stream failed");
+                }
+                let _ = results_tx.send((node, result)).await;
+            });
+        }
+        drop(results_tx);
+        feed.run().await?;
+        while !tracker.decided() {
+            let Some((node, result)) = results.recv().await else {
+                break;
+            };
+            tracker.record(&node, &result);
+        }
+        Ok(tracker)
+    }
+}

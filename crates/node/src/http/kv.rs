@@ -1,0 +1,199 @@
+//! Keys over HTTP: `/v1/kv/KEY` (`PUT` streamed to the replicas as it
+//! arrives, `GET` streamed back, `HEAD`, `DELETE`) and the seed's download
+//! links (`GET /KEY`). Each handler is a thin door onto the coordinator; a
+//! failure is turned into the wire's error once and mapped to a status
+//! code (404, 503, 400, 413, 500).
+
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use bytes::Bytes;
+use mydht_proto::{ErrorReply, Version, WriteId};
+use mydht_store::Store;
+use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+
+use super::body::HttpBody;
+use crate::coord::{CoordError, Write, Written};
+use crate::shared::Shared;
+use crate::value::ValueStream;
+use crate::value::sink::into_body_stream;
+
+/// A key as it appears in a URL.
+pub(crate) fn key_url(key: &[u8]) -> String {
+    let text = String::from_utf8_lossy(key);
+    format!("/v1/kv/{}", utf8_percent_encode(&text, NON_ALPHANUMERIC))
+}
+
+fn error_response(e: &ErrorReply) -> HttpResponse {
+    let status = match e {
+        ErrorReply::NotFound => StatusCode::NOT_FOUND,
+        ErrorReply::Quorum { .. } | ErrorReply::Unavailable { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        ErrorReply::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorReply::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    (status, format!("{e}\n")).into_response()
+}
+
+fn coord_error(e: CoordError) -> HttpResponse {
+    error_response(&ErrorReply::from(e))
+}
+
+fn version_headers(version: &Version, headers: &mut HeaderMap) {
+    let etag = format!("\"{:016x}-{}\"", version.timestamp.raw(), version.node);
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, v);
+    }
+    let when = UNIX_EPOCH + Duration::from_millis(version.timestamp.millis());
+    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(when)) {
+        headers.insert(header::LAST_MODIFIED, v);
+    }
+}
+
+/// A random write id: HTTP clients send none, and do not retry through us.
+fn http_write_id() -> WriteId {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u8(0);
+    let client = h.finish();
+    let mut h = RandomState::new().build_hasher();
+    h.write_u8(1);
+    WriteId {
+        client,
+        seq: h.finish(),
+    }
+}
+
+/// The key of a request, checked against the key limit.
+fn checked_key<S>(sh: &Shared<S>, key: impl Into<Bytes>) -> Result<Bytes, ErrorReply> {
+    let key = key.into();
+    sh.cfg.limits.check_key(&key)?;
+    Ok(key)
+}
+
+pub(crate) async fn get<S: Store>(
+    State(sh): State<Arc<Shared<S>>>,
+    Path(key): Path<String>,
+    method: Method,
+) -> HttpResponse {
+    serve_key(&sh, Bytes::from(key), method == Method::HEAD).await
+}
+
+pub(crate) async fn seed_download<S: Store>(
+    State(sh): State<Arc<Shared<S>>>,
+    method: Method,
+    uri: Uri,
+) -> HttpResponse {
+    if method != Method::GET && method != Method::HEAD {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    let path = uri.path().trim_start_matches('/');
+    let key: Vec<u8> = percent_decode_str(path).collect();
+    if key.is_empty() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    serve_key(&sh, Bytes::from(key), method == Method::HEAD).await
+}
+
+async fn serve_key<S: Store>(sh: &Arc<Shared<S>>, key: Bytes, head: bool) -> HttpResponse {
+    let key = match checked_key(sh, key) {
+        Ok(k) => k,
+        Err(e) => return error_response(&e),
+    };
+    let read = match sh.coord.read(key, None).await {
+        Ok(r) => r,
+        Err(e) => return coord_error(e),
+    };
+    let len = read.value.len();
+    let mut response = if head {
+        Body::empty().into_response()
+    } else {
+        body_of(read.value).into_response()
+    };
+    let headers = response.headers_mut();
+    version_headers(&read.version, headers);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Some(len) = len {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    response
+}
+
+fn body_of(value: ValueStream) -> Body {
+    match value.in_memory() {
+        Some(b) => Body::from(b.clone()),
+        None => Body::from_stream(into_body_stream(value)),
+    }
+}
+
+pub(crate) async fn put<S: Store>(
+    State(sh): State<Arc<Shared<S>>>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> HttpResponse {
+    let key = match checked_key(&sh, key) {
+        Ok(k) => k,
+        Err(e) => return error_response(&e),
+    };
+    let len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let chunk = sh.cfg.limits.chunk_size;
+    let stream = HttpBody::new(
+        body.into_data_stream(),
+        len,
+        sh.cfg.max_value_len,
+        chunk,
+        sh.cfg.request_timeout,
+    );
+    let value = ValueStream::external(Box::pin(stream), len, chunk);
+    let name = String::from_utf8_lossy(&key).into_owned();
+    match sh
+        .coord
+        .write(key, Write::Stream(value), http_write_id(), None, None)
+        .await
+    {
+        Ok(Written { version, .. }) => {
+            let mut response = format!("PUT OK {name}\n").into_response();
+            version_headers(&version, response.headers_mut());
+            response
+        }
+        Err(e) => coord_error(e),
+    }
+}
+
+pub(crate) async fn delete<S: Store>(
+    State(sh): State<Arc<Shared<S>>>,
+    Path(key): Path<String>,
+) -> HttpResponse {
+    let key = match checked_key(&sh, key) {
+        Ok(k) => k,
+        Err(e) => return error_response(&e),
+    };
+    let name = String::from_utf8_lossy(&key).into_owned();
+    match sh
+        .coord
+        .write(key, Write::Tombstone, http_write_id(), None, None)
+        .await
+    {
+        Ok(_) => format!("DEL OK {name}\n").into_response(),
+        Err(e) => coord_error(e),
+    }
+}
+
+/// The status page's query: where the key table continues.
+#[derive(serde::Deserialize)]
+pub(crate) struct PageQuery {
+    pub after: Option<String>,
+}
