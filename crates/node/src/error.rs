@@ -1,10 +1,14 @@
-//! Why a node could not start.
+//! The node's errors: why it could not start ([`NodeError`]), and the one
+//! place a coordinator's failure becomes the wire's error reply.
 
 use std::path::PathBuf;
 
+use mydht_cluster::{JoinError, MembershipError, RejoinError};
+use mydht_ring::RingError;
 use thiserror::Error;
 
-/// A startup failure; each says what to fix in one line.
+/// A startup failure; each says what to fix in one line (with its causes,
+/// as `{:#}` prints them).
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum NodeError {
@@ -16,25 +20,34 @@ pub enum NodeError {
         /// What the system said.
         source: std::io::Error,
     },
-    /// The advertised name or the ring settings are invalid.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// The data directory could not be read or written.
-    #[error("data directory {}: {reason}", path.display())]
+    /// The advertised name is not a valid node name.
+    #[error("invalid node name")]
+    Name(#[source] RingError),
+    /// The ring settings (N, V) are invalid.
+    #[error("invalid ring settings")]
+    Ring(#[source] RingError),
+    /// The data directory could not be created.
+    #[error("data directory {}", path.display())]
     DataDir {
-        /// The file or directory.
+        /// The directory.
         path: PathBuf,
-        /// What went wrong.
-        reason: String,
+        /// What the system said.
+        source: std::io::Error,
     },
+    /// The saved membership could not be read or written.
+    #[error("membership")]
+    Membership(#[source] MembershipError),
     /// Joining through the seed node failed.
-    #[error("cannot join through {seed}: {reason}")]
+    #[error("cannot join through {seed}")]
     Join {
         /// The seed node.
         seed: String,
         /// What went wrong.
-        reason: String,
+        source: JoinError,
     },
+    /// Restarting on the saved view failed.
+    #[error("rejoining the ring")]
+    Rejoin(#[source] RejoinError),
     /// This node was removed from the ring while it was away; its data dir
     /// holds data the cluster has since re-replicated and must not come
     /// back.

@@ -1,47 +1,68 @@
-//! A running mydht node.
+//! A running mydht node: the data plane over the cluster plane.
 //!
-//! [`start`] binds the node's one TCP port, loads (or creates) its view of
-//! the ring, joins through a seed node if asked, and serves: the listener
-//! tells the binary protocol from HTTP by a connection's first bytes; every
-//! binary request runs in its own task. The node coordinates client writes
-//! (stamp once with its hybrid logical clock, send to the key's whole write
-//! set at once, answer at W acknowledgements) and reads (ask the read set,
-//! answer with the newest version at R answers, repair stale replicas in the
-//! background), answers replica calls from other nodes, keeps its membership
-//! on disk, and serves a status page at `/`. Membership operations move data
-//! so that nothing is lost: a joining node is sent the keys it gains before
-//! it serves reads, [`NodeHandle::leave`] hands every key off, remove
-//! restores N copies of a dead member's keys, balance exchanges what
+//! [`start`] binds the node's one port, opens its cluster plane (its view
+//! of the ring, liveness, connections to the other members: the
+//! `mydht-cluster` crate), joins through a seed node if asked, and serves.
+//! The listener tells the binary protocol from HTTP by a connection's first
+//! bytes; both are thin doors onto the same rooms:
+//!
+//! - **coord**: the coordinator. A write is stamped once with the node's
+//!   hybrid logical clock, sent to the key's whole write set at once and
+//!   answered at W acknowledgements; a read asks the read set, answers with
+//!   the newest version at R answers and repairs stale replicas in the
+//!   background. Both fail early once the quorum cannot be reached.
+//! - **replication**: calls to any replica (this node included) to store,
+//!   stream, fetch, probe, digest or copy a version; its serving side is in
+//!   the handlers.
+//! - **value**: one stream type for values in motion, never held whole,
+//!   and its sinks (store, peer, session, HTTP body, tee).
+//! - **movement**: passes over the store that send keys where they belong
+//!   (a join's restore, a remove's, a leave's hand-off, purge), planned by
+//!   a pure function and owned by one queue with a node-wide budget.
+//! - **antientropy**: balance, comparing range digests first.
+//! - **lifecycle**: this node's own join and leave.
+//! - **obs**: the typed status snapshot ([`NodeStatus`]) the status page,
+//!   `/status.json` and [`NodeHandle::status`] show.
+//! - **tasks**: who owns each task (intake, background, cluster phases)
+//!   and the [`Worker`](tasks) shape of background work.
+//!
+//! Membership operations lose nothing: a joining node is sent the keys it
+//! gains before it serves reads, [`NodeHandle::leave`] hands every key off,
+//! remove restores N copies of a dead member's keys, balance exchanges what
 //! replicas lack (tombstones included) and purge drops keys a node no longer
-//! owns once their owners hold them. A member that stops answering is
-//! skipped until it answers again. Every task it starts is owned by the node
-//! and ends with [`NodeHandle::shutdown`].
+//! owns once their owners hold them. Every task the node starts is owned by
+//! one of its phases and ends with [`NodeHandle::shutdown`].
 //!
 //! It does not parse command lines (that is `mydht`) and holds no client
 //! logic for other programs (that is `mydht-client`). The store is opened by
-//! the caller, which picks the engine. Gossip and automatic failure detection
-//! (SWIM) arrive with later work. Values larger
-//! than a chunk stream through the node under a per-stream window and are
-//! never held whole.
+//! the caller, which picks the engine. Gossip and automatic failure
+//! detection (SWIM) arrive with later work, in the cluster crate.
 
+mod antientropy;
 mod config;
 mod coord;
 mod error;
+mod handle;
 mod handlers;
 mod http;
 mod lifecycle;
 mod movement;
+mod net;
 mod node;
+mod obs;
 mod replication;
-mod server;
-mod session;
-mod shared;
+mod start;
+mod tasks;
 mod value;
 
 pub use config::NodeConfig;
 pub use error::NodeError;
-pub use lifecycle::{LeaveError, LeaveReport};
-pub use node::{NodeHandle, start};
+pub use handle::NodeHandle;
+pub use lifecycle::leave::{LeaveError, LeaveReport};
+pub use movement::queue::{MovementStatus, PassFailure, PassStatus, PassSummary, RangeCount};
+pub use obs::status::{MemberView, NodeStatus, Replication, StoreView};
+pub use start::start;
+pub use tasks::{WorkerInfo, WorkerState};
 
 /// The storage engines a node runs on, re-exported so that programs that
 /// start nodes pick an engine without depending on the store crate.

@@ -217,7 +217,10 @@ mod tests {
             tokio::spawn(async move { d.claim(id(3), || Ok(version(99))).await })
         };
         tokio::task::yield_now().await;
-        assert!(!waiting.is_finished(), "the retry waits for the first attempt");
+        assert!(
+            !waiting.is_finished(),
+            "the retry waits for the first attempt"
+        );
         let written = Written {
             version: version(10),
             deleted: true,

@@ -1,49 +1,133 @@
-//! Requests answered from this node's own state: haskey (its own copy,
-//! never forwarded), whereis (the preference list), and membership: join
-//! and addnode.
+//! The admin requests, each answered once every member asked has finished:
+//!
+//! - **balance**: every replica of every range compares what it holds with
+//!   the others and sends what they lack (`antientropy`). The node asked
+//!   forwards the request, flagged, to every other member and runs its own
+//!   round at the same time.
+//! - **remove**: take a dead member out of the ring and restore N copies of
+//!   what it held. The node asked marks it removed (a new epoch), forwards
+//!   the request, flagged, to every other member, and each runs a restore
+//!   pass: for every key whose owners changed, its first surviving holder
+//!   sends it to the members that gained it. Asking again is harmless: the
+//!   pass is planned against the ring with the node put back, so it finds
+//!   the same keys and sends only what is still missing.
+//! - **purge**: this node drops the keys it no longer owns, each only once
+//!   every owner holds the same or a newer version (sent first if not), so
+//!   purge never deletes the last copy. Acts on the node asked only.
 
 use std::sync::Arc;
 
-use mydht_proto::{ErrorReply, Response};
-use mydht_ring::{NodeId, Position};
-use mydht_store::{Stamp, Store};
+use mydht_cluster::{Change, View};
+use mydht_proto::{ErrorReply, Request, Response};
+use mydht_ring::{MemberState, NodeId};
+use mydht_store::Store;
 
-use super::{Reply, internal};
-use crate::shared::Shared;
+use super::{Reply, failed};
+use crate::movement::{Pass, Report};
+use crate::node::Node;
 
-pub(crate) async fn haskey<S: Store>(sh: &Arc<Shared<S>>, key: &[u8]) -> Reply {
-    match sh.store.version_of(key).await {
-        Ok(Some(Stamp::Value(v))) => Reply::Plain(Response::HasKey {
-            timestamp: Some(v.timestamp),
-        }),
-        Ok(Some(Stamp::Tombstone(_)) | None) => Reply::Plain(Response::HasKey { timestamp: None }),
-        Err(e) => Reply::error(internal(&e)),
+/// `Done`, or an error naming what failed.
+pub(super) fn answer(what: &str, failed: Vec<String>) -> Reply {
+    if failed.is_empty() {
+        Reply::Plain(Response::Done)
+    } else {
+        Reply::error(ErrorReply::Internal {
+            reason: format!("{what} did not finish on: {}", failed.join("; ")),
+        })
     }
 }
 
-pub(crate) fn whereis<S: Store>(sh: &Arc<Shared<S>>, key: &[u8]) -> Reply {
-    let ring = sh.cluster.ring();
-    let nodes = ring.preference_list(Position::of_key(key)).to_vec();
-    Reply::Plain(Response::Whereis { nodes })
+/// This node's failures, then the other members'.
+fn failures<S: Store>(
+    node: &Node<S>,
+    mine: &Report,
+    theirs: Vec<mydht_cluster::RpcError>,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    if let Some(f) = mine.failures() {
+        failed.push(format!("{}: {f}", node.cluster.me()));
+    }
+    failed.extend(theirs.iter().map(ToString::to_string));
+    failed
 }
 
-/// A node asks to join: add it, answer with the member list, and announce
-/// it to every other member.
-pub(crate) async fn join<S: Store>(sh: &Arc<Shared<S>>, node: NodeId) -> Reply {
-    match sh.cluster.admit(node).await {
-        Ok(view) => Reply::Plain(Response::Members(view)),
-        Err(e) => Reply::error(ErrorReply::Internal {
-            reason: e.to_string(),
-        }),
+pub(crate) async fn balance<S: Store>(node: &Node<S>, forwarded: bool) -> Reply {
+    let others = if forwarded {
+        Vec::new()
+    } else {
+        node.cluster.others()
+    };
+    let request = Request::Balance { forwarded: true };
+    let both = async {
+        tokio::join!(
+            node.antientropy.round(),
+            node.cluster.tell(others, &request, node.cfg.admin_timeout)
+        )
+    };
+    match node.unless_stopping(both).await {
+        Some((mine, theirs)) => answer("balance", failures(node, &mine, theirs)),
+        None => answer("balance", vec!["this node is stopping".into()]),
     }
 }
 
-/// A member announces that `node` joined.
-pub(crate) async fn add_node<S: Store>(sh: &Arc<Shared<S>>, node: NodeId, epoch: u64) -> Reply {
-    match sh.cluster.added(node, epoch).await {
-        Ok(()) => Reply::Plain(Response::Done),
-        Err(e) => Reply::error(ErrorReply::Internal {
-            reason: e.to_string(),
-        }),
+pub(crate) async fn remove<S: Store>(node: &Node<S>, target: NodeId, forwarded: bool) -> Reply {
+    if &target == node.cluster.me() {
+        return Reply::error(ErrorReply::BadRequest {
+            reason: format!("{target} cannot remove itself; stop it to make it leave"),
+        });
+    }
+    let change = Change::Decided {
+        node: target.clone(),
+        state: MemberState::Removed,
+    };
+    let applied = match node.cluster.apply(&change).await {
+        Ok(a) => a,
+        Err(e) => {
+            return Reply::error(ErrorReply::BadRequest {
+                reason: e.to_string(),
+            });
+        }
+    };
+    if applied.changed {
+        tracing::info!(node = %target, epoch = applied.after.epoch(), "member removed");
+    }
+    let before = match View::of_ring(&applied.after)
+        .with_state(&target, MemberState::Up)
+        .to_ring()
+    {
+        Ok(r) => Arc::new(r),
+        Err(e) => return Reply::error(failed(&e)),
+    };
+    let others: Vec<NodeId> = if forwarded {
+        Vec::new()
+    } else {
+        node.cluster
+            .others()
+            .into_iter()
+            .filter(|n| n != &target)
+            .collect()
+    };
+    let request = Request::Remove {
+        node: target,
+        forwarded: true,
+    };
+    let pass = node.movement.start(Pass::Restore { before });
+    let both = async {
+        tokio::join!(
+            pass.finished(),
+            node.cluster.tell(others, &request, node.cfg.admin_timeout)
+        )
+    };
+    match node.unless_stopping(both).await {
+        Some((mine, theirs)) => answer("remove", failures(node, &mine, theirs)),
+        None => answer("remove", vec!["this node is stopping".into()]),
+    }
+}
+
+pub(crate) async fn purge<S: Store>(node: &Node<S>) -> Reply {
+    let pass = node.movement.start(Pass::Purge);
+    match node.unless_stopping(pass.finished()).await {
+        Some(mine) => answer("purge", failures(node, &mine, Vec::new())),
+        None => answer("purge", vec!["this node is stopping".into()]),
     }
 }

@@ -6,10 +6,11 @@ use mydht_proto::{Del, ErrorReply, Get, Payload, Put, Response};
 use mydht_store::Store;
 
 use super::Reply;
-use crate::coord::{Coordinator, Write, Written};
+use crate::coord::{CoordError, Write, Written};
+use crate::node::Node;
 use crate::value::{BodyIn, ValueStream};
 
-fn written(r: Result<Written, crate::coord::CoordError>) -> Reply {
+fn written(r: Result<Written, CoordError>) -> Reply {
     match r {
         Ok(Written {
             version,
@@ -23,13 +24,8 @@ fn written(r: Result<Written, crate::coord::CoordError>) -> Reply {
     }
 }
 
-pub(crate) async fn put<S: Store>(
-    coord: &Coordinator<S>,
-    put: Put,
-    body: Option<BodyIn>,
-    limits: &mydht_proto::Limits,
-    max_value_len: u64,
-) -> Reply {
+pub(crate) async fn put<S: Store>(node: &Node<S>, put: Put, body: Option<BodyIn>) -> Reply {
+    let limits = &node.cfg.limits;
     let write = match put.value {
         Payload::Inline(value) => {
             if let Err(e) = limits.check_inline_value(&value) {
@@ -43,29 +39,29 @@ pub(crate) async fn put<S: Store>(
                     reason: "streamed value without a body".into(),
                 });
             };
-            match ValueStream::body(body, len, max_value_len, limits.chunk_size) {
+            match ValueStream::body(body, len, node.cfg.max_value_len, limits.chunk_size) {
                 Ok(v) => Write::Stream(v),
-                Err(e) => return Reply::error(crate::coord::CoordError::from(e).into()),
+                Err(e) => return Reply::error(CoordError::from(e).into()),
             }
         }
     };
     written(
-        coord
+        node.coord
             .write(put.key, write, put.write_id, put.seen, put.w)
             .await,
     )
 }
 
-pub(crate) async fn del<S: Store>(coord: &Coordinator<S>, del: Del) -> Reply {
+pub(crate) async fn del<S: Store>(node: &Node<S>, del: Del) -> Reply {
     written(
-        coord
+        node.coord
             .write(del.key, Write::Tombstone, del.write_id, del.seen, del.w)
             .await,
     )
 }
 
-pub(crate) async fn get<S: Store>(coord: &Coordinator<S>, get: Get) -> Reply {
-    match coord.read(get.key, get.r).await {
+pub(crate) async fn get<S: Store>(node: &Node<S>, get: Get) -> Reply {
+    match node.coord.read(get.key, get.r).await {
         Ok(read) => match read.value.in_memory() {
             // Whole values are at most one chunk (larger ones stream).
             Some(b) => Reply::Plain(Response::Value {

@@ -1,24 +1,26 @@
-//! One module per kind of request: parse, apply, reply. [`handle`] routes a
-//! request to its handler; each returns a [`Reply`] that the session turns
-//! into frames.
+//! The binary protocol's door: [`route`] sends each request to the room
+//! that carries it out and turns the outcome into a [`Reply`], which the
+//! session writes as frames. One module per group of requests:
+//! [`kv`] (put, get, del, through the coordinator), [`local`] (haskey and
+//! whereis, answered from this node alone), [`members`] (join and the
+//! announcements, through the cluster), [`admin`] (balance, remove, purge),
+//! [`gained`] (a joining member asking for its keys) and [`replica`] (the
+//! serving side of replica calls).
 
 mod admin;
-pub(crate) mod balance;
+mod gained;
 mod kv;
-mod purge;
-mod remove;
-pub(crate) mod replica;
-mod state;
-
-use std::sync::Arc;
+mod local;
+mod members;
+mod replica;
 
 use mydht_proto::{ErrorReply, Request, Response};
 use mydht_store::{Store, StoreError};
 
-use crate::shared::Shared;
+use crate::node::Node;
 use crate::value::{BodyIn, ValueStream};
 
-/// A handler's answer.
+/// A request's answer.
 pub(crate) enum Reply {
     /// One response frame.
     Plain(Response),
@@ -32,47 +34,59 @@ impl Reply {
     }
 }
 
-/// Handles one request. `body` carries the chunks of a streamed value.
-pub(crate) async fn handle<S: Store>(
-    sh: &Arc<Shared<S>>,
+/// Carries out one request. `body` carries the chunks of a streamed value.
+pub(crate) async fn route<S: Store>(
+    node: &Node<S>,
     request: Request,
     body: Option<BodyIn>,
 ) -> Reply {
     if let Some(key) = request.key()
-        && let Err(e) = sh.cfg.limits.check_key(key)
+        && let Err(e) = node.cfg.limits.check_key(key)
     {
         return Reply::error(e);
     }
     match request {
-        Request::Put(put) => {
-            kv::put(&sh.coord, put, body, &sh.cfg.limits, sh.cfg.max_value_len).await
-        }
-        Request::Del(del) => kv::del(&sh.coord, del).await,
-        Request::Get(get) => kv::get(&sh.coord, get).await,
-        Request::HasKey { key } => admin::haskey(sh, &key).await,
-        Request::Whereis { key } => admin::whereis(sh, &key),
-        Request::Members => Reply::Plain(Response::Members(sh.cluster.members())),
-        Request::Join { node } => admin::join(sh, node).await,
-        Request::AddNode { node, epoch } => admin::add_node(sh, node, epoch).await,
+        Request::Put(put) => kv::put(node, put, body).await,
+        Request::Del(del) => kv::del(node, del).await,
+        Request::Get(get) => kv::get(node, get).await,
+        Request::HasKey { key } => local::haskey(node, &key).await,
+        Request::Whereis { key } => local::whereis(node, &key),
+        Request::Members => members::members(node),
+        Request::Join { node: joiner } => members::join(node, joiner).await,
+        Request::AddNode { node: added, epoch } => members::add_node(node, added, epoch).await,
+        Request::SetState {
+            node: member,
+            state,
+            epoch,
+        } => members::set_state(node, member, state, epoch).await,
+        Request::Left { node: member } => members::left(node, member).await,
+        Request::SendGained { node: joiner } => gained::send_gained(node, joiner).await,
         Request::ReplicaStore {
             key,
             version,
             value,
-        } => replica::serve_store(sh, key, version, value, body).await,
-        Request::ReplicaFetch { key } => replica::serve_fetch(sh, &key).await,
-        Request::ReplicaProbe { key } => replica::serve_probe(sh, &key).await,
-        Request::Purge => purge::purge(sh).await,
-        Request::Balance { forwarded } => balance::balance(sh, forwarded).await,
-        Request::Remove { node, forwarded } => remove::remove(sh, node, forwarded).await,
-        Request::Left { node } => state::left(sh, node).await,
-        Request::SetState { node, state, epoch } => state::set_state(sh, node, state, epoch).await,
-        Request::SendGained { node } => state::send_gained(sh, node).await,
-        Request::ReplicaDigest { start, end } => replica::serve_digest(sh, start, end).await,
+        } => replica::serve_store(node, key, version, value, body).await,
+        Request::ReplicaFetch { key } => replica::serve_fetch(node, &key).await,
+        Request::ReplicaProbe { key } => replica::serve_probe(node, &key).await,
+        Request::ReplicaDigest { start, end } => replica::serve_digest(node, start, end).await,
+        Request::Purge => admin::purge(node).await,
+        Request::Balance { forwarded } => admin::balance(node, forwarded).await,
+        Request::Remove {
+            node: target,
+            forwarded,
+        } => admin::remove(node, target, forwarded).await,
     }
 }
 
 /// A store failure as it travels: nothing was acknowledged.
 pub(crate) fn internal(e: &StoreError) -> ErrorReply {
+    ErrorReply::Internal {
+        reason: e.to_string(),
+    }
+}
+
+/// Any other failure of this node, as it travels.
+pub(crate) fn failed(e: &impl std::fmt::Display) -> ErrorReply {
     ErrorReply::Internal {
         reason: e.to_string(),
     }

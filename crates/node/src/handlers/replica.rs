@@ -6,43 +6,41 @@
 //! version stamped too far ahead of its own clock, so that one node's bad
 //! clock cannot pin a key forever.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use mydht_proto::{ErrorReply, Held, Payload, ReplicaEntry, Response, Version};
 use mydht_ring::{Position, TokenRange};
 use mydht_store::{Stamp, Store};
 
 use super::{Reply, internal};
+use crate::node::Node;
 use crate::replication::Found;
-use crate::shared::Shared;
 use crate::value::sink::{ToStoreError, to_store};
 use crate::value::{BodyIn, ValueStream};
 
 /// Serves `ReplicaStore`.
 pub(crate) async fn serve_store<S: Store>(
-    sh: &Arc<Shared<S>>,
+    node: &Node<S>,
     key: Bytes,
     version: Version,
     value: Option<Payload>,
     body: Option<BodyIn>,
 ) -> Reply {
-    if let Err(e) = sh.clock.observe(version.timestamp) {
+    if let Err(e) = node.clock.observe(version.timestamp) {
         return Reply::error(ErrorReply::BadRequest {
             reason: e.to_string(),
         });
     }
     let outcome = match value {
-        None => sh
+        None => node
             .store
             .delete(&key, version)
             .await
             .map_err(ToStoreError::from),
         Some(Payload::Inline(b)) => {
-            if let Err(e) = sh.cfg.limits.check_inline_value(&b) {
+            if let Err(e) = node.cfg.limits.check_inline_value(&b) {
                 return Reply::error(e);
             }
-            sh.store
+            node.store
                 .put(&key, version, b)
                 .await
                 .map_err(ToStoreError::from)
@@ -53,8 +51,13 @@ pub(crate) async fn serve_store<S: Store>(
                     reason: "streamed value without a body".into(),
                 });
             };
-            match ValueStream::body(body, len, sh.cfg.max_value_len, sh.cfg.limits.chunk_size) {
-                Ok(value) => to_store(&*sh.store, &key, version, value).await,
+            match ValueStream::body(
+                body,
+                len,
+                node.cfg.max_value_len,
+                node.cfg.limits.chunk_size,
+            ) {
+                Ok(value) => to_store(&*node.store, &key, version, value).await,
                 Err(e) => Err(ToStoreError::Value(e)),
             }
         }
@@ -69,8 +72,8 @@ pub(crate) async fn serve_store<S: Store>(
 }
 
 /// Serves `ReplicaFetch`.
-pub(crate) async fn serve_fetch<S: Store>(sh: &Arc<Shared<S>>, key: &[u8]) -> Reply {
-    match sh.replicas.fetch_local(key).await {
+pub(crate) async fn serve_fetch<S: Store>(node: &Node<S>, key: &[u8]) -> Reply {
+    match node.replicas.fetch_local(key).await {
         Ok(None) => Reply::Plain(Response::Entry(None)),
         Ok(Some(Found {
             version,
@@ -100,8 +103,8 @@ pub(crate) async fn serve_fetch<S: Store>(sh: &Arc<Shared<S>>, key: &[u8]) -> Re
 }
 
 /// Serves `ReplicaProbe`: metadata only.
-pub(crate) async fn serve_probe<S: Store>(sh: &Arc<Shared<S>>, key: &[u8]) -> Reply {
-    match sh.store.version_of(key).await {
+pub(crate) async fn serve_probe<S: Store>(node: &Node<S>, key: &[u8]) -> Reply {
+    match node.store.version_of(key).await {
         Ok(None) => Reply::Plain(Response::Held(Held::Absent)),
         Ok(Some(Stamp::Value(v))) => Reply::Plain(Response::Held(Held::Value(v))),
         Ok(Some(Stamp::Tombstone(v))) => Reply::Plain(Response::Held(Held::Tombstone(v))),
@@ -110,9 +113,9 @@ pub(crate) async fn serve_probe<S: Store>(sh: &Arc<Shared<S>>, key: &[u8]) -> Re
 }
 
 /// Serves `ReplicaDigest`: this node's digest of a range.
-pub(crate) async fn serve_digest<S: Store>(sh: &Arc<Shared<S>>, start: u64, end: u64) -> Reply {
+pub(crate) async fn serve_digest<S: Store>(node: &Node<S>, start: u64, end: u64) -> Reply {
     let range = TokenRange::new(Position(start), Position(end));
-    match sh.store.digest(range).await {
+    match node.store.digest(range).await {
         Ok(d) => Reply::Plain(Response::Digest {
             count: d.count,
             hash: d.hash,

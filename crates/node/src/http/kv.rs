@@ -5,7 +5,6 @@
 //! code (404, 503, 400, 413, 500).
 
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -19,7 +18,7 @@ use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode
 
 use super::body::HttpBody;
 use crate::coord::{CoordError, Write, Written};
-use crate::shared::Shared;
+use crate::node::Node;
 use crate::value::ValueStream;
 use crate::value::sink::into_body_stream;
 
@@ -71,22 +70,22 @@ fn http_write_id() -> WriteId {
 }
 
 /// The key of a request, checked against the key limit.
-fn checked_key<S>(sh: &Shared<S>, key: impl Into<Bytes>) -> Result<Bytes, ErrorReply> {
+fn checked_key<S>(node: &Node<S>, key: impl Into<Bytes>) -> Result<Bytes, ErrorReply> {
     let key = key.into();
-    sh.cfg.limits.check_key(&key)?;
+    node.cfg.limits.check_key(&key)?;
     Ok(key)
 }
 
 pub(crate) async fn get<S: Store>(
-    State(sh): State<Arc<Shared<S>>>,
+    State(node): State<Node<S>>,
     Path(key): Path<String>,
     method: Method,
 ) -> HttpResponse {
-    serve_key(&sh, Bytes::from(key), method == Method::HEAD).await
+    serve_key(&node, Bytes::from(key), method == Method::HEAD).await
 }
 
 pub(crate) async fn seed_download<S: Store>(
-    State(sh): State<Arc<Shared<S>>>,
+    State(node): State<Node<S>>,
     method: Method,
     uri: Uri,
 ) -> HttpResponse {
@@ -98,15 +97,15 @@ pub(crate) async fn seed_download<S: Store>(
     if key.is_empty() {
         return StatusCode::NOT_FOUND.into_response();
     }
-    serve_key(&sh, Bytes::from(key), method == Method::HEAD).await
+    serve_key(&node, Bytes::from(key), method == Method::HEAD).await
 }
 
-async fn serve_key<S: Store>(sh: &Arc<Shared<S>>, key: Bytes, head: bool) -> HttpResponse {
-    let key = match checked_key(sh, key) {
+async fn serve_key<S: Store>(node: &Node<S>, key: Bytes, head: bool) -> HttpResponse {
+    let key = match checked_key(node, key) {
         Ok(k) => k,
         Err(e) => return error_response(&e),
     };
-    let read = match sh.coord.read(key, None).await {
+    let read = match node.coord.read(key, None).await {
         Ok(r) => r,
         Err(e) => return coord_error(e),
     };
@@ -136,12 +135,12 @@ fn body_of(value: ValueStream) -> Body {
 }
 
 pub(crate) async fn put<S: Store>(
-    State(sh): State<Arc<Shared<S>>>,
+    State(node): State<Node<S>>,
     Path(key): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> HttpResponse {
-    let key = match checked_key(&sh, key) {
+    let key = match checked_key(&node, key) {
         Ok(k) => k,
         Err(e) => return error_response(&e),
     };
@@ -149,17 +148,17 @@ pub(crate) async fn put<S: Store>(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let chunk = sh.cfg.limits.chunk_size;
+    let chunk = node.cfg.limits.chunk_size;
     let stream = HttpBody::new(
         body.into_data_stream(),
         len,
-        sh.cfg.max_value_len,
+        node.cfg.max_value_len,
         chunk,
-        sh.cfg.request_timeout,
+        node.cfg.request_timeout,
     );
     let value = ValueStream::external(Box::pin(stream), len, chunk);
     let name = String::from_utf8_lossy(&key).into_owned();
-    match sh
+    match node
         .coord
         .write(key, Write::Stream(value), http_write_id(), None, None)
         .await
@@ -174,15 +173,15 @@ pub(crate) async fn put<S: Store>(
 }
 
 pub(crate) async fn delete<S: Store>(
-    State(sh): State<Arc<Shared<S>>>,
+    State(node): State<Node<S>>,
     Path(key): Path<String>,
 ) -> HttpResponse {
-    let key = match checked_key(&sh, key) {
+    let key = match checked_key(&node, key) {
         Ok(k) => k,
         Err(e) => return error_response(&e),
     };
     let name = String::from_utf8_lossy(&key).into_owned();
-    match sh
+    match node
         .coord
         .write(key, Write::Tombstone, http_write_id(), None, None)
         .await

@@ -1,5 +1,6 @@
-//! HTTP on the node's port: the status page, the REST API for keys, the
-//! seed's download links and a health check.
+//! HTTP on the node's port: the status page (and the same snapshot as
+//! `/status.json`), the REST API for keys, the seed's download links and a
+//! health check.
 //!
 //! Served with hyper's HTTP/1.1 on a connection the listener already
 //! classified as HTTP, through an axum router. `/v1/kv/KEY` takes `PUT`
@@ -11,8 +12,6 @@
 //! each piece of a body within the request timeout. The listener's
 //! connection cap covers HTTP too.
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::routing::get;
 use hyper::server::conn::http1;
@@ -21,25 +20,26 @@ use hyper_util::service::TowerToHyperService;
 use mydht_cluster::net::Joined;
 use mydht_store::Store;
 
-use crate::shared::Shared;
+use crate::node::Node;
 
 mod body;
 mod kv;
 mod status;
 
-pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: Joined) {
+pub(crate) async fn serve<S: Store>(node: Node<S>, stream: Joined) {
     let router = Router::new()
         .route("/", get(status::page::<S>))
+        .route("/status.json", get(status::json::<S>))
         .route("/health", get(|| async { "ok\n" }))
         .route(
             "/v1/kv/{*key}",
             get(kv::get::<S>).put(kv::put::<S>).delete(kv::delete::<S>),
         )
         .fallback(kv::seed_download::<S>)
-        .with_state(sh.clone());
+        .with_state(node.clone());
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(sh.cfg.handshake_timeout)
+        .header_read_timeout(node.cfg.handshake_timeout)
         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
     tokio::pin!(conn);
     tokio::select! {
@@ -48,11 +48,11 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, stream: Joined) {
                 tracing::debug!(error = %e, "http connection failed");
             }
         }
-        () = sh.stop.cancelled() => {
+        () = node.tasks.intake.stopping() => {
             // Let requests in flight finish (a put that reached its quorum
             // must say so), within a deadline.
             conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(sh.cfg.request_timeout, conn.as_mut()).await;
+            let _ = tokio::time::timeout(node.cfg.request_timeout, conn.as_mut()).await;
         }
     }
 }

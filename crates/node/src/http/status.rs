@@ -1,20 +1,21 @@
-//! The status page: the node, its ring and a paged table of its keys.
+//! The status page, and the same snapshot as JSON (`/status.json`).
 //!
-//! The key table reads one page at a time from the store's cursor listing:
-//! never the whole keyspace, never a scan per page. Members link to their
-//! own pages; keys link to their download and to the replicas that hold
-//! them.
+//! Both render one [`NodeStatus`](crate::obs::status::NodeStatus); the page
+//! adds a paged table of this node's keys, read one page at a time from the
+//! store's cursor listing: never the whole keyspace, never a scan per page.
+//! Members link to their own pages; keys link to their download and to the
+//! replicas that hold them.
 
 use std::fmt::Write;
-use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::Html;
-use mydht_ring::{MemberState, MemberStatus};
 use mydht_store::{ScanCursor, Stamp, Store};
 
 use super::kv::{PageQuery, key_url};
-use crate::shared::Shared;
+use crate::node::Node;
+use crate::obs::status::{NodeStatus, snapshot};
 
 /// Keys per page of the table.
 const PAGE: usize = 50;
@@ -40,54 +41,98 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-pub(crate) async fn page<S: Store>(
-    State(sh): State<Arc<Shared<S>>>,
-    Query(q): Query<PageQuery>,
-) -> Html<String> {
-    let ring = sh.cluster.ring();
-    let quorum = ring.quorum();
-    let stats = sh.store.stats();
-    let me = escape(sh.cluster.me().as_str());
-    let count = ring
-        .members()
-        .iter()
-        .filter(|m| m.state() != MemberState::Removed)
-        .count();
-    let noun = if count == 1 { "node" } else { "nodes" };
-    let mut out = String::new();
+pub(crate) async fn json<S: Store>(State(node): State<Node<S>>) -> Json<NodeStatus> {
+    Json(snapshot(&node))
+}
+
+/// The node, its ring, its members and what is moving.
+fn summary(out: &mut String, status: &NodeStatus) {
+    let me = escape(&status.node);
+    let noun = if status.ring_size == 1 {
+        "node"
+    } else {
+        "nodes"
+    };
+    let r = &status.replication;
     let _ = write!(
         out,
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>mydht {me}</title>\
          <style>body{{font-family:sans-serif}}td,th{{padding:2px 8px;text-align:left}}</style>\
          </head><body><h1>mydht node {me}</h1>\
-         <p>The ring consists of {count} {noun} (epoch {}). N={} (configured {}), W={}, R={}.</p>\
+         <p>The ring consists of {} {noun} (epoch {}). N={} (configured {}), W={}, R={}.</p>\
          <p>Keys: {} ({} tombstones). Size: {} bytes.</p><h2>Members</h2><ul>",
-        ring.epoch(),
-        quorum.n(),
-        ring.params().replicas(),
-        quorum.w(),
-        quorum.r(),
-        stats.live_keys,
-        stats.tombstones,
-        stats.value_bytes,
+        status.ring_size,
+        status.epoch,
+        r.n,
+        r.configured,
+        r.w,
+        r.r,
+        status.store.live_keys,
+        status.store.tombstones,
+        status.store.value_bytes,
     );
-    for m in ring.members() {
-        let name = escape(m.id().as_str());
-        let status = MemberStatus::of(m.state(), sh.cluster.is_down(m.id()));
+    for m in &status.members {
+        let name = escape(&m.node);
         let _ = write!(
             out,
-            "<li><a href=\"http://{name}/\">{name}</a> {status}</li>"
+            "<li><a href=\"http://{name}/\">{name}</a> {}</li>",
+            m.status
         );
     }
+    out.push_str("</ul><h2>Data movement</h2><ul>");
+    for p in &status.movement.running {
+        let pct = p
+            .scanned
+            .saturating_mul(100)
+            .checked_div(p.total)
+            .map_or(100, |x| x.min(100));
+        let _ = write!(
+            out,
+            "<li>{}: {} of about {} keys checked ({pct}%), {} sent ({} bytes), for {:.1} s</li>",
+            p.pass, p.scanned, p.total, p.sent, p.bytes, p.seconds,
+        );
+    }
+    if status.movement.running.is_empty() {
+        out.push_str("<li>nothing is moving</li>");
+    }
+    for last in &status.movement.last {
+        let _ = write!(out, "<li>last finished: {}</li>", escape(&last.to_string()));
+    }
     out.push_str("</ul>");
-    out.push_str(&sh.movement.status_html());
+    if !status.workers.is_empty() {
+        out.push_str("<h2>Workers</h2><ul>");
+        for w in &status.workers {
+            let _ = write!(
+                out,
+                "<li>{}: {:?} {}{}</li>",
+                escape(&w.name),
+                w.state,
+                escape(&w.status),
+                w.last_error
+                    .as_ref()
+                    .map(|e| format!(" (last error: {})", escape(e)))
+                    .unwrap_or_default()
+            );
+        }
+        out.push_str("</ul>");
+    }
+}
+
+pub(crate) async fn page<S: Store>(
+    State(node): State<Node<S>>,
+    Query(q): Query<PageQuery>,
+) -> Html<String> {
+    let status = snapshot(&node);
+    let ring = node.cluster.ring();
+    let mut out = String::new();
+    summary(&mut out, &status);
     out.push_str("<h2>Keys</h2>");
     let after = q
         .after
         .as_deref()
         .and_then(unhex)
         .map(|b| ScanCursor::from_bytes(&b));
-    match sh.store.list_keys(after.as_ref(), PAGE).await {
+    match node.store.list_keys(after.as_ref(), PAGE).await {
         Ok(page) => {
             out.push_str(
                 "<table><tr><th>key</th><th>size</th><th>timestamp</th>\

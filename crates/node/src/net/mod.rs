@@ -1,8 +1,12 @@
-//! The listener: accepts connections under a cap, and tells binary protocol
-//! from HTTP by the first bytes of each.
+//! The node's one port: the listener accepts connections under a cap, and
+//! tells the binary protocol ([`session`]) from HTTP by the first bytes of
+//! each.
 //!
 //! The first bytes are read, not peeked, and handed back in front of the
-//! stream ([`Rewind`]), so classifying works on any transport, TLS included.
+//! stream ([`Rewind`]), so telling them apart works on any transport behind
+//! the [`Listener`] seam, TLS included.
+
+pub(crate) mod session;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,27 +19,27 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep, timeout_at};
 
-use crate::shared::Shared;
-use crate::{http, session};
+use crate::http;
+use crate::node::Node;
 
 /// Bytes read to tell the protocols apart; the longest prefix `classify`
 /// needs.
 const CLASSIFY_LEN: usize = 16;
 
-pub(crate) async fn accept_loop<S: Store>(sh: Arc<Shared<S>>, mut listener: Box<dyn Listener>) {
-    let slots = Arc::new(Semaphore::new(sh.cfg.max_connections));
+pub(crate) async fn accept_loop<S: Store>(node: Node<S>, mut listener: Box<dyn Listener>) {
+    let slots = Arc::new(Semaphore::new(node.cfg.max_connections));
     loop {
         // The slot is taken before accepting: at the cap, new connections
         // wait in the kernel's backlog instead of being served half-way.
         let permit = tokio::select! {
-            () = sh.stop.cancelled() => break,
+            () = node.tasks.intake.stopping() => break,
             p = slots.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
         };
         let accepted = tokio::select! {
-            () = sh.stop.cancelled() => break,
+            () = node.tasks.intake.stopping() => break,
             a = listener.accept() => a,
         };
         let stream = match accepted {
@@ -47,17 +51,17 @@ pub(crate) async fn accept_loop<S: Store>(sh: Arc<Shared<S>>, mut listener: Box<
                 continue;
             }
         };
-        let sh2 = sh.clone();
-        sh.tasks.spawn(async move {
-            serve_connection(sh2, stream).await;
+        let served = node.clone();
+        node.tasks.intake.spawn(async move {
+            serve_connection(served, stream).await;
             drop(permit);
         });
     }
 }
 
-async fn serve_connection<S: Store>(sh: Arc<Shared<S>>, stream: Stream) {
+async fn serve_connection<S: Store>(node: Node<S>, stream: Stream) {
     let Stream { mut read, write } = stream;
-    let deadline = Instant::now() + sh.cfg.handshake_timeout;
+    let deadline = Instant::now() + node.cfg.handshake_timeout;
     let mut first = BytesMut::with_capacity(CLASSIFY_LEN);
     let protocol = loop {
         match classify(&first) {
@@ -73,8 +77,8 @@ async fn serve_connection<S: Store>(sh: Arc<Shared<S>>, stream: Stream) {
     };
     let read = Box::new(Rewind::new(first.freeze(), read));
     match protocol {
-        Protocol::Binary => session::serve(sh, read, write).await,
-        Protocol::Http => http::serve(sh, mydht_cluster::net::Joined::new(read, write)).await,
+        Protocol::Binary => session::serve(node, read, write).await,
+        Protocol::Http => http::serve(node, mydht_cluster::net::Joined::new(read, write)).await,
         Protocol::Unknown | Protocol::NeedMore => {
             tracing::debug!("closing a connection that speaks neither protocol");
         }

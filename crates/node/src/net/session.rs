@@ -25,7 +25,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use crate::handlers::{self, Reply};
-use crate::shared::Shared;
+use crate::node::Node;
 use crate::value::BodyIn;
 use crate::value::sink::to_session;
 
@@ -35,9 +35,9 @@ const OUTGOING_QUEUE: usize = 1024;
 /// room to spare.
 const BODY_QUEUE: usize = WINDOW as usize + 4;
 
-pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, mut r: BoxRead, mut w: BoxWrite) {
-    let limits = sh.cfg.limits;
-    let version = match timeout(sh.cfg.handshake_timeout, accept_preface(&mut r, &mut w)).await {
+pub(crate) async fn serve<S: Store>(node: Node<S>, mut r: BoxRead, mut w: BoxWrite) {
+    let limits = node.cfg.limits;
+    let version = match timeout(node.cfg.handshake_timeout, accept_preface(&mut r, &mut w)).await {
         Ok(Ok(v)) => v,
         Ok(Err(IoError::Preface(PrefaceError::Unsupported { theirs, .. }))) => {
             let reply = ErrorReply::UnsupportedVersion {
@@ -60,7 +60,7 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, mut r: BoxRead, mut w: B
     };
     let mut reader = FrameReader::new(r, limits, BytesMut::new());
     let mut writer = FrameWriter::new(w, limits);
-    match timeout(sh.cfg.handshake_timeout, reader.next()).await {
+    match timeout(node.cfg.handshake_timeout, reader.next()).await {
         Ok(Ok(Some(Frame {
             body: Body::Hello(_),
             ..
@@ -68,7 +68,7 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, mut r: BoxRead, mut w: B
         _ => return,
     }
     let welcome = Welcome {
-        node: sh.cluster.me().clone(),
+        node: node.cluster.me().clone(),
         version,
         challenge: None,
     };
@@ -82,7 +82,8 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, mut r: BoxRead, mut w: B
 
     let (tx, rx) = mpsc::channel::<Frame>(OUTGOING_QUEUE);
     let done = CancellationToken::new();
-    sh.tasks
+    node.tasks
+        .intake
         .spawn(write_frames(writer, rx, done.clone(), |frame, e| {
             // A reply over the frame limit: answer with the error instead.
             let reply = ErrorReply::Internal {
@@ -95,7 +96,7 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, mut r: BoxRead, mut w: B
     let credits = Credits::default();
     loop {
         let next = tokio::select! {
-            () = sh.stop.cancelled() => break,
+            () = node.tasks.intake.stopping() => break,
             () = done.cancelled() => break,
             f = reader.next() => f,
         };
@@ -122,10 +123,10 @@ pub(crate) async fn serve<S: Store>(sh: Arc<Shared<S>>, mut r: BoxRead, mut w: B
                 } else {
                     None
                 };
-                let (sh2, tx, credits) = (sh.clone(), tx.clone(), credits.clone());
-                sh.tasks.spawn(async move {
-                    let reply = handlers::handle(&sh2, request, body).await;
-                    send_reply(&tx, id, reply, sh2.cfg.request_timeout, window).await;
+                let (serving, tx, credits) = (node.clone(), tx.clone(), credits.clone());
+                node.tasks.intake.spawn(async move {
+                    let reply = handlers::route(&serving, request, body).await;
+                    send_reply(&tx, id, reply, serving.cfg.request_timeout, window).await;
                     credits.revoke(id);
                 });
             }

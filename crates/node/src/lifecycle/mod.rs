@@ -1,0 +1,8 @@
+//! A member's own comings and goings: finishing a join once its data has
+//! arrived ([`join`]), and leaving with a hand-off of every key
+//! ([`leave`]). Joining through a seed and checking on restart that this
+//! node was not removed are the cluster's (`mydht-cluster`); what moves
+//! the data is `movement`.
+
+pub(crate) mod join;
+pub(crate) mod leave;

@@ -1,0 +1,292 @@
+//! Running one pass: a paged scan of this node's store in ring order,
+//! each entry's [`plan`](super::plan) carried out with the replication
+//! client, many keys at once but never more than the node-wide budget of
+//! keys and bytes in motion allows.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use mydht_cluster::{Cluster, RpcError};
+use mydht_proto::Version;
+use mydht_ring::{NodeId, Ring, TokenRange};
+use mydht_store::{EntryMeta, HybridClock, Purge, PurgeRequest, Stamp, Store};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{Then, plan};
+use super::{Pass, Report};
+use crate::replication::{ReplicaError, Replicas};
+
+/// Keys in motion at once, node-wide.
+const KEYS_IN_MOTION: usize = 32;
+/// What one key in motion may hold in memory at most: a stream window of
+/// chunks plus the queues around it.
+const STREAM_COST: u64 = 4 << 20;
+/// Memory all keys in motion may hold together, node-wide.
+const BYTES_IN_MOTION: u64 = 8 << 20;
+/// Entries read from the store per page.
+const PAGE: usize = 256;
+
+/// The node-wide bound on work in motion, shared by every pass.
+pub(crate) struct Budget {
+    keys: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            keys: Arc::new(Semaphore::new(KEYS_IN_MOTION)),
+            bytes: Arc::new(Semaphore::new(to_permits(BYTES_IN_MOTION))),
+        }
+    }
+}
+
+fn to_permits(bytes: u64) -> usize {
+    usize::try_from(bytes).unwrap_or(usize::MAX)
+}
+
+impl Budget {
+    /// Room for one more key that may hold `cost` bytes in memory.
+    async fn admit(&self, cost: u64) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+        let key = self.keys.clone().acquire_owned().await.ok()?;
+        let n = u32::try_from(cost.clamp(1, STREAM_COST)).unwrap_or(u32::MAX);
+        let bytes = self.bytes.clone().acquire_many_owned(n).await.ok()?;
+        Some((key, bytes))
+    }
+}
+
+/// How far a pass has got, readable while it runs and after.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    pub pass: &'static str,
+    pub started: Instant,
+    /// Entries in the store when the pass began.
+    pub total: u64,
+    pub scanned: AtomicU64,
+    pub sent: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+impl Progress {
+    pub fn new(pass: &'static str, total: u64) -> Self {
+        Self {
+            pass,
+            started: Instant::now(),
+            total,
+            scanned: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Entries looked at so far.
+    pub fn scanned(&self) -> u64 {
+        self.scanned.load(Ordering::Relaxed)
+    }
+}
+
+/// What one entry's work did.
+#[derive(Default)]
+struct Outcome {
+    probes: u64,
+    sent: u64,
+    bytes: u64,
+    dropped: bool,
+    failed: Vec<(NodeId, String)>,
+}
+
+/// Everything a pass works with.
+pub(crate) struct Engine<S> {
+    pub store: Arc<S>,
+    pub cluster: Cluster,
+    pub replicas: Replicas<S>,
+    pub clock: Arc<HybridClock>,
+    /// See `NodeConfig::tombstone_grace`.
+    pub grace: Duration,
+    pub budget: Budget,
+}
+
+impl<S: Store> Engine<S> {
+    /// Runs `pass` over the entries of this node's store in `ranges`, until
+    /// done or `stop`.
+    pub async fn run(
+        self: &Arc<Self>,
+        pass: &Pass,
+        ranges: Vec<TokenRange>,
+        progress: &Progress,
+        stop: &CancellationToken,
+    ) -> Report {
+        let me = self.cluster.me().clone();
+        let mut report = Report::default();
+        let ring = self.cluster.ring();
+        let mut work: JoinSet<Outcome> = JoinSet::new();
+        'ranges: for range in ranges {
+            let mut cursor = None;
+            loop {
+                if stop.is_cancelled() {
+                    report.fail(&me, "the node is stopping");
+                    break 'ranges;
+                }
+                let page = match self.store.scan(range, cursor.as_ref(), PAGE).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        report.fail(&me, format!("reading the store: {e}"));
+                        break 'ranges;
+                    }
+                };
+                for meta in page.entries {
+                    // Bounded by keys and by memory: a large value in motion
+                    // holds up to a stream window, small ones far less.
+                    let Some(permits) = self.budget.admit(meta.size).await else {
+                        report.fail(&me, "the movement budget is closed");
+                        break 'ranges;
+                    };
+                    while let Some(done) = work.try_join_next() {
+                        absorb(&me, &mut report, done, progress);
+                    }
+                    progress.scanned.fetch_add(1, Ordering::Relaxed);
+                    report.scanned += 1;
+                    let (engine, ring, pass) = (self.clone(), ring.clone(), pass.clone());
+                    work.spawn(async move {
+                        let out = engine.entry(&ring, &pass, meta).await;
+                        drop(permits);
+                        out
+                    });
+                }
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        while let Some(done) = work.join_next().await {
+            absorb(&me, &mut report, done, progress);
+        }
+        report
+    }
+
+    async fn entry(&self, ring: &Ring, pass: &Pass, meta: EntryMeta) -> Outcome {
+        let me = self.cluster.me();
+        let plan = plan(
+            pass,
+            ring,
+            me,
+            meta.position,
+            meta.stamp.is_tombstone(),
+            |n| self.cluster.is_down(n),
+        );
+        let mut out = Outcome::default();
+        if plan.is_empty() {
+            return out;
+        }
+        if let Some(sender) = &plan.check_sender {
+            out.probes += 1;
+            match self.replicas.probe(sender, meta.key.clone()).await {
+                Ok(Some(held)) if held >= *meta.stamp.version() => return out,
+                Ok(_) => {}
+                Err(e) => out.failed.push((sender.clone(), e.to_string())),
+            }
+        }
+        let mut all_hold = true;
+        for node in &plan.ensure {
+            if let Err(e) = self.ensure(node, &meta, &mut out).await {
+                all_hold = false;
+                out.failed.push((node.clone(), e.to_string()));
+            }
+        }
+        match plan.then {
+            Then::Keep => {}
+            Then::CollectTombstone if all_hold => {
+                if let Stamp::Tombstone(version) = &meta.stamp {
+                    let req = PurgeRequest {
+                        version: version.clone(),
+                        held_by_all_replicas: true,
+                        now: self.clock.now(),
+                        grace: self.grace,
+                    };
+                    if let Ok(Purge::Removed) = self.store.purge_tombstone(&meta.key, req).await {
+                        out.dropped = true;
+                    }
+                }
+            }
+            Then::Drop if all_hold => match self.store.drop_entry(&meta.key, &meta.stamp).await {
+                Ok(Purge::Removed) => out.dropped = true,
+                Ok(_) => {}
+                Err(e) => out.failed.push((me.clone(), e.to_string())),
+            },
+            Then::CollectTombstone | Then::Drop => {}
+        }
+        out
+    }
+
+    /// Makes sure `node` holds this entry's version or a newer one, sending
+    /// it when it does not.
+    async fn ensure(
+        &self,
+        node: &NodeId,
+        meta: &EntryMeta,
+        out: &mut Outcome,
+    ) -> Result<(), ReplicaError> {
+        if self.cluster.is_down(node) {
+            return Err(RpcError::Down { node: node.clone() }.into());
+        }
+        let mine = meta.stamp.version();
+        out.probes += 1;
+        match self.replicas.probe(node, meta.key.clone()).await? {
+            Some(held) if held >= *mine => return Ok(()),
+            // A member holding nothing has nothing a tombstone must cover.
+            // Past the grace period, nothing may also mean it already
+            // collected this tombstone: sending it back would undo that,
+            // forever.
+            None if meta.stamp.is_tombstone() && self.past_grace(mine) => return Ok(()),
+            _ => {}
+        }
+        // Streams large values in bounded memory; a key gone from this
+        // store since the scan (a purge raced it) sends nothing.
+        self.replicas
+            .copy(self.cluster.me(), node, meta.key.clone())
+            .await?;
+        out.sent += 1;
+        out.bytes += if meta.stamp.is_tombstone() {
+            0
+        } else {
+            meta.size
+        };
+        Ok(())
+    }
+
+    fn past_grace(&self, version: &Version) -> bool {
+        let grace = u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX);
+        self.clock
+            .now()
+            .millis()
+            .saturating_sub(version.timestamp.millis())
+            >= grace
+    }
+}
+
+fn absorb(
+    me: &NodeId,
+    report: &mut Report,
+    done: Result<Outcome, tokio::task::JoinError>,
+    progress: &Progress,
+) {
+    match done {
+        Ok(o) => {
+            report.sent += o.sent;
+            report.probes += o.probes;
+            report.bytes += o.bytes;
+            report.dropped += u64::from(o.dropped);
+            progress.sent.fetch_add(o.sent, Ordering::Relaxed);
+            progress.bytes.fetch_add(o.bytes, Ordering::Relaxed);
+            for (node, why) in o.failed {
+                report.fail(&node, why);
+            }
+        }
+        Err(e) => report.fail(me, format!("a movement task failed: {e}")),
+    }
+}

@@ -1,0 +1,104 @@
+//! Data movement between replicas: restoring N copies after a remove or a
+//! join, a leave's hand-off, purge, and the key-by-key part of balance.
+//!
+//! Every kind of movement is one [`Pass`] over this node's own store in
+//! ring order, a page at a time ([`engine`]). For each entry the pure
+//! [`plan`] says who must hold the key; for each such member this node asks
+//! what it holds (a metadata-only probe) and sends its own version only
+//! when the member's is older or absent, with the version unchanged, so the
+//! newer version always wins and a tombstone travels like a value: a delete
+//! a replica missed cannot come back. Passes are started and owned by the
+//! [`MovementQueue`](queue::MovementQueue), which runs them as background
+//! work under one node-wide budget of keys and bytes in motion, keeps
+//! their progress and their summaries, and cancels a pass whose handle is
+//! dropped. Comparing replicas by digest first is `antientropy`; deciding
+//! membership is the cluster's.
+
+pub(crate) mod engine;
+pub(crate) mod plan;
+pub(crate) mod queue;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use mydht_ring::{NodeId, Ring};
+
+/// What a pass does with each entry.
+#[derive(Clone, Debug)]
+pub(crate) enum Pass {
+    /// Send each key this node replicates to the other replicas that lack
+    /// it, and collect tombstones every replica holds past the grace period.
+    Balance,
+    /// After a membership change from `before`: send each key to the members
+    /// that gained it, from its first surviving holder.
+    Restore {
+        /// The ring before the change.
+        before: Arc<Ring>,
+    },
+    /// Drop each key this node no longer owns, once every owner holds the
+    /// same or a newer version (sent first if not).
+    Purge,
+    /// In ranges whose digests agree on every replica: collect the
+    /// tombstones past their grace period (every replica holds them).
+    Collect,
+    /// This node is leaving: send each key to the members that hold it in
+    /// `after` (the ring without this node) but not now.
+    Leave {
+        /// The ring once this node is gone.
+        after: Arc<Ring>,
+    },
+}
+
+impl Pass {
+    /// The pass's name on the status page.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Balance => "balance",
+            Self::Restore { .. } => "restore",
+            Self::Purge => "purge",
+            Self::Leave { .. } => "leave",
+            Self::Collect => "collect",
+        }
+    }
+}
+
+/// What a pass did.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    /// Entries looked at.
+    pub scanned: u64,
+    /// Versions sent to another member.
+    pub sent: u64,
+    /// Value bytes sent.
+    pub bytes: u64,
+    /// Keys dropped (purge) or tombstones collected (balance).
+    pub dropped: u64,
+    /// Metadata probes made (one per key and member compared).
+    pub probes: u64,
+    /// Range digests compared (balance).
+    pub digests: u64,
+    /// Members that could not be brought up to date, with the first reason.
+    pub failed: BTreeMap<NodeId, String>,
+}
+
+impl Report {
+    /// The failures in one line, for an error reply.
+    pub fn failures(&self) -> Option<String> {
+        if self.failed.is_empty() {
+            return None;
+        }
+        let list: Vec<String> = self
+            .failed
+            .iter()
+            .map(|(n, why)| format!("{n} ({why})"))
+            .collect();
+        Some(list.join(", "))
+    }
+
+    /// Notes `node`'s failure, keeping the first reason.
+    pub fn fail(&mut self, node: &NodeId, why: impl ToString) {
+        self.failed
+            .entry(node.clone())
+            .or_insert_with(|| why.to_string());
+    }
+}

@@ -1,0 +1,6 @@
+//! What a running node tells about itself. [`status`] builds one typed
+//! snapshot ([`NodeStatus`](status::NodeStatus)) that the status page,
+//! `/status.json`, [`NodeHandle::status`](crate::NodeHandle::status) and
+//! tests all read; metrics belong here too.
+
+pub(crate) mod status;

@@ -1,0 +1,219 @@
+//! Starting a node: bind its port, open its cluster plane (the saved view,
+//! or a new one-member ring), build the data plane around the store it was
+//! given, join or rejoin, and start serving and its background workers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mydht_cluster::net::{Listener, TcpAcceptor, TcpDialer};
+use mydht_cluster::{Cluster, ClusterConfig, RejoinError};
+use mydht_ring::{NodeId, RingParams};
+use mydht_store::{HybridClock, Store};
+
+use crate::antientropy::AntiEntropy;
+use crate::coord::{CoordParts, Coordinator};
+use crate::handle::NodeHandle;
+use crate::lifecycle::join::{self, JoinFinisher};
+use crate::movement::engine::{Budget, Engine};
+use crate::movement::queue::MovementQueue;
+use crate::net::accept_loop;
+use crate::node::{Node, Parts};
+use crate::replication::Replicas;
+use crate::tasks::{Tasks, Worker, WorkerState, Workers};
+use crate::{NodeConfig, NodeError};
+
+/// Binds, loads or creates the membership, joins through the seed node if
+/// one is given, and starts serving with `store`.
+pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, NodeError> {
+    let bind_host = cfg.bind.clone().unwrap_or_else(|| cfg.host.clone());
+    let bind_addr = format!("{bind_host}:{}", cfg.port);
+    let listener = TcpAcceptor::bind(&bind_addr)
+        .await
+        .map_err(|source| NodeError::Bind {
+            addr: bind_addr.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| NodeError::Bind {
+        addr: bind_addr.clone(),
+        source,
+    })?;
+    let port = if cfg.port == 0 { addr.port() } else { cfg.port };
+    let name = NodeId::new(format!("{}:{port}", cfg.host)).map_err(NodeError::Name)?;
+    if let Some(dir) = &cfg.data_dir {
+        std::fs::create_dir_all(dir).map_err(|source| NodeError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let params = RingParams::new(cfg.replicas, cfg.vnodes).map_err(NodeError::Ring)?;
+    let tasks = Tasks::default();
+    let cluster_cfg = ClusterConfig {
+        me: name.clone(),
+        data_dir: cfg.data_dir.clone(),
+        params,
+        limits: cfg.limits,
+        connect_timeout: cfg.connect_timeout,
+        request_timeout: cfg.request_timeout,
+        down_after: cfg.down_after,
+        down_backoff: cfg.down_backoff,
+    };
+    let (cluster, restored) = Cluster::open(
+        cluster_cfg,
+        Arc::new(TcpDialer),
+        tasks.cluster.tracker().clone(),
+        tasks.cluster.token().clone(),
+    )
+    .map_err(NodeError::Membership)?;
+    let node = build(cfg, cluster, store, tasks);
+    if restored {
+        node.cluster.rejoin().await.map_err(|e| match e {
+            RejoinError::Removed { by, epoch } => NodeError::Removed {
+                node: name.to_string(),
+                by: by.to_string(),
+                epoch,
+            },
+            other => NodeError::Rejoin(other),
+        })?;
+    }
+    match node.cfg.seed.clone() {
+        Some(seed) if seed != name.as_str() => {
+            let ring =
+                node.cluster
+                    .join_through(&seed)
+                    .await
+                    .map_err(|source| NodeError::Join {
+                        seed: seed.clone(),
+                        source,
+                    })?;
+            tracing::info!(%seed, epoch = ring.epoch(), "joined the ring");
+            // A member the ring still lists as up, starting with no saved
+            // view, lost its data (a wiped dir, or `--memory`): it must not
+            // answer reads until its keys are back, so it joins again.
+            if !restored && join::listed_up_with_others(&node.cluster) {
+                tracing::info!("this member's data is gone: joining again to get it back");
+                if let Err(e) = join::rejoin_empty(&node.cluster).await {
+                    tracing::warn!(error = %e, "not every member learned this node is joining");
+                }
+            }
+        }
+        _ if !restored => node.cluster.save().await.map_err(NodeError::Membership)?,
+        _ => {}
+    }
+    let ring = node.cluster.ring();
+    tracing::info!(
+        node = %name,
+        %addr,
+        members = ring.members().len(),
+        epoch = ring.epoch(),
+        restored,
+        "node started"
+    );
+    node.tasks
+        .intake
+        .spawn(accept_loop(node.clone(), Box::new(listener)));
+    node.workers.spawn(
+        &node.tasks.background,
+        Recheck {
+            cluster: node.cluster.clone(),
+            stop: node.tasks.background.token().clone(),
+            rounds: 0,
+        },
+        WorkerState::Idle,
+    );
+    // Members send a joining node its keys over the listener, so the join
+    // finishes only now; until then it takes writes but answers no reads.
+    if join::is_joining(&node.cluster)
+        && let Err(e) = join::finish_join(&node.cluster, node.cfg.admin_timeout).await
+    {
+        tracing::warn!(error = %e, "join not finished; retrying in the background");
+        node.workers.spawn(
+            &node.tasks.background,
+            JoinFinisher {
+                cluster: node.cluster.clone(),
+                deadline: node.cfg.admin_timeout,
+                retry: node.cfg.down_after,
+                tries: 1,
+            },
+            WorkerState::Idle,
+        );
+    }
+    Ok(NodeHandle::new(name, addr, node))
+}
+
+/// The data plane around `store`, each part given what it uses.
+fn build<S: Store>(cfg: NodeConfig, cluster: Cluster, store: S, tasks: Tasks) -> Node<S> {
+    let store = Arc::new(store);
+    let clock = Arc::new(HybridClock::default());
+    let replicas = Replicas::new(
+        store.clone(),
+        cluster.clone(),
+        cfg.limits.chunk_size,
+        cfg.max_value_len,
+    );
+    let coord = Coordinator::new(CoordParts {
+        cluster: cluster.clone(),
+        replicas: replicas.clone(),
+        clock: clock.clone(),
+        tasks: tasks.intake.tracker().clone(),
+        request_timeout: cfg.request_timeout,
+    });
+    let engine = Engine {
+        store: store.clone(),
+        cluster: cluster.clone(),
+        replicas: replicas.clone(),
+        clock: clock.clone(),
+        grace: cfg.tombstone_grace,
+        budget: Budget::default(),
+    };
+    let movement = MovementQueue::new(engine, tasks.background.clone());
+    let antientropy = AntiEntropy::new(
+        cluster.clone(),
+        store.clone(),
+        replicas.clone(),
+        movement.clone(),
+    );
+    Node::new(Parts {
+        cfg,
+        cluster,
+        store,
+        clock,
+        replicas,
+        coord,
+        movement,
+        antientropy,
+        tasks,
+        workers: Workers::default(),
+        leaving: Default::default(),
+    })
+}
+
+/// Tries the members marked down again every retry interval, so one that
+/// answers again is no longer skipped.
+struct Recheck {
+    cluster: Cluster,
+    stop: tokio_util::sync::CancellationToken,
+    rounds: u64,
+}
+
+impl Worker for Recheck {
+    fn name(&self) -> String {
+        "liveness".into()
+    }
+
+    fn status(&self) -> String {
+        let down = self.cluster.liveness().down_nodes();
+        format!("{} rechecks, {} members down", self.rounds, down.len())
+    }
+
+    async fn work(&mut self) -> Result<WorkerState, String> {
+        self.rounds += 1;
+        self.cluster.recheck_down(&self.stop).await;
+        Ok(WorkerState::Idle)
+    }
+
+    async fn wait_for_work(&mut self) -> WorkerState {
+        let every: Duration = self.cluster.liveness().retry_interval();
+        tokio::time::sleep(every).await;
+        WorkerState::Busy
+    }
+}
