@@ -1,17 +1,25 @@
-//! An in-process cluster harness: real nodes (memory stores) on
-//! 127.0.0.1:0 in one test process, started, stopped and talked to by name.
+//! An in-process cluster harness: real nodes on 127.0.0.1:0 in one test
+//! process (memory stores, or disk stores under a temporary directory for
+//! nodes that restart), started, stopped and talked to by name; what a node
+//! holds of a key, read by a replica probe; and its status, read as JSON
+//! from `/status.json`.
 
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytes::Bytes;
 use mydht_client::{Client, ClientOptions};
-use mydht_node::{NodeConfig, NodeHandle};
+use mydht_node::store::{DiskOptions, DiskStore};
+use mydht_node::{NodeConfig, NodeError, NodeHandle, NodeStatus};
 use mydht_proto::conn::Connection;
-use mydht_proto::{Hello, Limits, Peer};
+use mydht_proto::{Get, Held, Hello, Limits, Payload, Peer, Put, Request, Response, WriteId};
 use mydht_ring::{NodeId, Position};
 use mydht_store::MemoryStore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 pub struct Cluster {
     pub nodes: Vec<Option<NodeHandle>>,
@@ -136,4 +144,164 @@ pub async fn raw(node: &NodeId) -> Connection {
 /// The key's position, for tests that reason about placement.
 pub fn position(key: &str) -> Position {
     Position::of_key(key.as_bytes())
+}
+
+/// Waits for `cond` with a deadline, polling.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The node's status, as `/status.json` serves it.
+pub async fn status(node: &NodeId) -> NodeStatus {
+    let mut s = TcpStream::connect(node.as_str()).await.expect("connect");
+    s.write_all(b"GET /status.json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("response");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body = text.split_once("\r\n\r\n").expect("a body").1;
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("status JSON: {e}: {body}"))
+}
+
+/// How `node` shows `member` (`up`, `down`, `joining`, ...).
+pub async fn shown_as(node: &NodeId, member: &NodeId) -> String {
+    status(node)
+        .await
+        .member(member.as_str())
+        .expect("member listed")
+        .status
+        .clone()
+}
+
+/// Copies sent by the latest finished pass of `kind` on `node`.
+pub async fn last_sent(node: &NodeId, kind: &str) -> u64 {
+    status(node)
+        .await
+        .movement
+        .last
+        .iter()
+        .find(|s| s.pass == kind)
+        .map_or(0, |s| s.sent)
+}
+
+/// What `node` holds of `key`, told apart (absent, value, tombstone).
+pub async fn held(node: &NodeId, key: &str) -> Held {
+    let conn = raw(node).await;
+    let r = conn
+        .call(Request::ReplicaProbe {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+        })
+        .await
+        .expect("probe");
+    match r {
+        Response::Held(h) => h,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Starts a node keeping its data in `dir`, on `port` (0 for any).
+pub async fn start_in(
+    dir: &Path,
+    port: u16,
+    seed: Option<&NodeId>,
+    replicas: usize,
+) -> Result<NodeHandle, NodeError> {
+    let mut cfg = config(seed, replicas);
+    cfg.port = port;
+    start_with(dir, cfg).await
+}
+
+/// Starts a node with `cfg`, keeping its data in `dir`.
+pub async fn start_with(dir: &Path, mut cfg: NodeConfig) -> Result<NodeHandle, NodeError> {
+    cfg.data_dir = Some(dir.to_path_buf());
+    // The previous run's store may take a moment to release its lock.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let store = loop {
+        match DiskStore::open(dir.join("store"), DiskOptions::default()) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "store did not reopen: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    mydht_node::start(cfg, store).await
+}
+
+/// `count` nodes on disk in `root/<i>`; all join through the first.
+pub async fn disk_cluster(root: &Path, count: usize, replicas: usize) -> (Cluster, Vec<PathBuf>) {
+    let dirs: Vec<PathBuf> = (0..count).map(|i| root.join(i.to_string())).collect();
+    let first = start_in(&dirs[0], 0, None, replicas)
+        .await
+        .expect("first node");
+    let seed = first.name().clone();
+    let mut nodes = vec![Some(first)];
+    let mut names = vec![seed.clone()];
+    for dir in &dirs[1..] {
+        let n = start_in(dir, 0, Some(&seed), replicas)
+            .await
+            .expect("node joins");
+        names.push(n.name().clone());
+        nodes.push(Some(n));
+    }
+    let cluster = Cluster { nodes, names };
+    cluster.wait_for_members(count).await;
+    (cluster, dirs)
+}
+
+/// The port of a `host:port` name, for a restart on the same one.
+pub fn port_of(node: &NodeId) -> u16 {
+    node.as_str()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("host:port")
+}
+
+/// A put of `value` under `key`, as a raw protocol request.
+pub fn put_request(
+    key: &str,
+    value: &str,
+    write_id: WriteId,
+    seen: Option<mydht_proto::Version>,
+) -> Request {
+    Request::Put(Put {
+        key: Bytes::copy_from_slice(key.as_bytes()),
+        value: Payload::Inline(Bytes::copy_from_slice(value.as_bytes())),
+        write_id,
+        seen,
+        w: None,
+    })
+}
+
+/// A get of `key`, as a raw protocol request.
+pub fn get_request(key: &str) -> Request {
+    Request::Get(Get {
+        key: Bytes::copy_from_slice(key.as_bytes()),
+        r: None,
+    })
+}
+
+/// The value `key` holds as `conn`'s node answers a get.
+pub async fn value_of(conn: &mydht_proto::conn::Connection, key: &str) -> Bytes {
+    match conn.call(get_request(key)).await.expect("get") {
+        Response::Value {
+            value: Payload::Inline(b),
+            ..
+        } => b,
+        other => panic!("expected a value, got {other:?}"),
+    }
 }

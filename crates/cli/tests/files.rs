@@ -11,9 +11,7 @@ fn a_50_mib_file_goes_through_one_node_and_comes_back_from_another() {
     let a = NodeProc::start(0, &dir.path().join("a"), &[]);
     let b = NodeProc::start(0, &dir.path().join("b"), &["-s", &a.name]);
     let c = NodeProc::start(0, &dir.path().join("c"), &["-s", &a.name]);
-    wait_until("three members", || {
-        status_page(&a.name).contains("The ring consists of 3 nodes")
-    });
+    wait_until("three members", || ring_size(&a.name) == 3);
     let data = random_bytes(50 << 20, 0x5eed);
     let src = dir.path().join("random.bin");
     std::fs::write(&src, &data).expect("write");

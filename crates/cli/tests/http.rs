@@ -22,9 +22,7 @@ fn the_rest_api_serves_raw_bytes_both_ways() {
     let dir = temp_dir();
     let a = NodeProc::start(0, &dir.path().join("a"), &[]);
     let b = NodeProc::start(0, &dir.path().join("b"), &["-s", &a.name]);
-    wait_until("two members", || {
-        status_page(&a.name).contains("The ring consists of 2 nodes")
-    });
+    wait_until("two members", || ring_size(&a.name) == 2);
     let data = random_bytes(50 << 20, 0x1234_5678_9abc_def0);
     let src = dir.path().join("big.bin");
     std::fs::write(&src, &data).expect("write");

@@ -102,9 +102,7 @@ fn too_few_replicas_is_err_quorum_exit_3() {
     let mut b = NodeProc::start(0, &dir.path().join("b"), &["--memory", "-s", &a.name]);
     let mut c = NodeProc::start(0, &dir.path().join("c"), &["--memory", "-s", &a.name]);
     let p = a.port_arg();
-    wait_until("a to list 3 members", || {
-        status_page(&a.name).contains("The ring consists of 3 nodes")
-    });
+    wait_until("a to list 3 members", || ring_size(&a.name) == 3);
     let o = client(&p, &["-c", "put", "-k", "q", "-val", "1"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     b.kill();

@@ -196,6 +196,8 @@ struct Recheck {
 }
 
 impl Worker for Recheck {
+    type Error = std::convert::Infallible;
+
     fn name(&self) -> String {
         "liveness".into()
     }
@@ -205,7 +207,7 @@ impl Worker for Recheck {
         format!("{} rechecks, {} members down", self.rounds, down.len())
     }
 
-    async fn work(&mut self) -> Result<WorkerState, String> {
+    async fn work(&mut self) -> Result<WorkerState, Self::Error> {
         self.rounds += 1;
         self.cluster.recheck_down(&self.stop).await;
         Ok(WorkerState::Idle)

@@ -118,6 +118,9 @@ pub enum WorkerState {
 
 /// Background work run step by step.
 pub(crate) trait Worker: Send + 'static {
+    /// Why a step fails.
+    type Error: std::fmt::Display + Send;
+
     /// The worker's name on the status page.
     fn name(&self) -> String;
 
@@ -128,7 +131,7 @@ pub(crate) trait Worker: Send + 'static {
 
     /// One step of work; says what to do next. An error is recorded and
     /// the step is tried again after a pause.
-    fn work(&mut self) -> impl Future<Output = Result<WorkerState, String>> + Send;
+    fn work(&mut self) -> impl Future<Output = Result<WorkerState, Self::Error>> + Send;
 
     /// Waits for work (may be cut short when the phase stops).
     fn wait_for_work(&mut self) -> impl Future<Output = WorkerState> + Send;
@@ -202,7 +205,7 @@ impl Workers {
                                 // Back off: 1 s, doubling, at most a minute.
                                 let pause = Duration::from_secs(1 << failures.min(6).saturating_sub(1));
                                 let next = WorkerState::Throttled(pause);
-                                record(&worker, next, Some(e));
+                                record(&worker, next, Some(e.to_string()));
                                 next
                             }
                         }
@@ -249,6 +252,8 @@ mod tests {
     }
 
     impl Worker for Flaky {
+        type Error = String;
+
         fn name(&self) -> String {
             "flaky".into()
         }
@@ -257,7 +262,7 @@ mod tests {
             format!("{} steps", self.steps)
         }
 
-        async fn work(&mut self) -> Result<WorkerState, String> {
+        async fn work(&mut self) -> Result<WorkerState, Self::Error> {
             self.steps += 1;
             if self.steps <= 2 {
                 Err(format!("step {} failed", self.steps))
@@ -290,11 +295,13 @@ mod tests {
     struct Sleeper;
 
     impl Worker for Sleeper {
+        type Error = std::convert::Infallible;
+
         fn name(&self) -> String {
             "sleeper".into()
         }
 
-        async fn work(&mut self) -> Result<WorkerState, String> {
+        async fn work(&mut self) -> Result<WorkerState, Self::Error> {
             Ok(WorkerState::Idle)
         }
 

@@ -139,14 +139,31 @@ pub fn client(port: &str, args: &[&str]) -> Output {
     mydht(&all)
 }
 
+/// The node's status, as `/status.json` serves it.
+pub fn status(name: &str) -> mydht_node::NodeStatus {
+    let page = get_path(name, "/status.json");
+    let body = page.split_once("\r\n\r\n").expect("a body").1;
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("status JSON: {e}: {body}"))
+}
+
+/// Members of the node's ring that are not removed.
+pub fn ring_size(name: &str) -> usize {
+    status(name).ring_size
+}
+
 /// The body of `GET /` from a node, over a plain socket.
 pub fn status_page(name: &str) -> String {
+    get_path(name, "/")
+}
+
+/// The whole response to `GET path` from a node, over a plain socket.
+fn get_path(name: &str, path: &str) -> String {
     let mut s = TcpStream::connect(name).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     write!(
         s,
-        "GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
     )
     .expect("request");
     let mut page = String::new();

@@ -94,6 +94,8 @@ pub(crate) struct JoinFinisher {
 }
 
 impl Worker for JoinFinisher {
+    type Error = std::convert::Infallible;
+
     fn name(&self) -> String {
         "join".into()
     }
@@ -102,7 +104,7 @@ impl Worker for JoinFinisher {
         format!("{} tries", self.tries)
     }
 
-    async fn work(&mut self) -> Result<WorkerState, String> {
+    async fn work(&mut self) -> Result<WorkerState, Self::Error> {
         if !is_joining(&self.cluster) {
             return Ok(WorkerState::Done);
         }
