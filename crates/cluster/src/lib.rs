@@ -366,15 +366,17 @@ impl Cluster {
             .collect()
     }
 
-    /// Tries every member marked down once; one that answers is no longer
-    /// skipped. The node runs this every [`Liveness::retry_interval`].
+    /// Asks every member marked down for its member list once; one that
+    /// answers is no longer skipped. A real round trip, not just a
+    /// connection: a connection can stay open to a member that stopped
+    /// answering. The node runs this every [`Liveness::retry_interval`].
     pub async fn recheck_down(&self, stop: &CancellationToken) {
         for node in self.0.liveness.down_nodes() {
             if stop.is_cancelled() {
                 return;
             }
             // A success clears the mark; a failure keeps it.
-            let _ = self.0.rpc.connect(&node).await;
+            let _ = self.0.rpc.call::<Members>(&node, Request::Members).await;
         }
     }
 }

@@ -10,6 +10,7 @@
 //! pause and advance it.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -50,6 +51,9 @@ pub struct Liveness {
     down_after: Duration,
     retry_every: Duration,
     failing: Mutex<HashMap<NodeId, Failing>>,
+    /// Entries in `failing`, read without the lock: answers from members
+    /// that are not failing (nearly all of them) cost no lock.
+    failing_count: AtomicUsize,
     down: watch::Sender<DownSet>,
 }
 
@@ -68,6 +72,7 @@ impl Liveness {
             down_after,
             retry_every,
             failing: Mutex::new(HashMap::new()),
+            failing_count: AtomicUsize::new(0),
             down,
         }
     }
@@ -103,9 +108,12 @@ impl Liveness {
         }
         let now = Instant::now();
         let mut failing = lock(&self.failing);
-        let f = failing.entry(node.clone()).or_insert(Failing {
-            since: now,
-            last: now,
+        let f = failing.entry(node.clone()).or_insert_with(|| {
+            self.failing_count.fetch_add(1, Ordering::Relaxed);
+            Failing {
+                since: now,
+                last: now,
+            }
         });
         if now.duration_since(f.last) > self.down_after {
             f.since = now;
@@ -122,7 +130,16 @@ impl Liveness {
 
     /// Notes that `node` answered: its run of failures ends.
     pub fn record_success(&self, node: &NodeId) {
-        let had = lock(&self.failing).remove(node).is_some();
+        if self.failing_count.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        // The failure record and the down set change under one lock, so a
+        // failure noted meanwhile is not lost.
+        let mut failing = lock(&self.failing);
+        let had = failing.remove(node).is_some();
+        if had {
+            self.failing_count.fetch_sub(1, Ordering::Relaxed);
+        }
         if had && self.is_down(node) {
             self.down.send_modify(|d| {
                 Arc::make_mut(d).remove(node);

@@ -59,18 +59,23 @@ impl Pool {
         {
             return Ok((c.clone(), false));
         }
-        let opened = timeout(self.connect_timeout, async {
-            let stream = self
-                .dialer
-                .dial(node.as_str())
-                .await
-                .map_err(|e| ConnError::Io(IoError::Io(e)))?;
-            let hello = Hello {
-                peer: Peer::Node(self.me.clone()),
-                nonce: [0; 16],
-            };
-            Connection::open(stream.read, stream.write, hello, self.limits).await
-        })
+        // Boxed: opening is rare, and every call's future would otherwise
+        // carry the dial and handshake state.
+        let opened = timeout(
+            self.connect_timeout,
+            Box::pin(async {
+                let stream = self
+                    .dialer
+                    .dial(node.as_str())
+                    .await
+                    .map_err(|e| ConnError::Io(IoError::Io(e)))?;
+                let hello = Hello {
+                    peer: Peer::Node(self.me.clone()),
+                    nonce: [0; 16],
+                };
+                Connection::open(stream.read, stream.write, hello, self.limits).await
+            }),
+        )
         .await;
         match opened {
             Ok(Ok(conn)) => {

@@ -163,15 +163,11 @@ impl Rpc {
     }
 
     /// A connection to `node`, opened if needed. A member that cannot be
-    /// reached is marked down at once.
+    /// reached is marked down at once. An open connection says nothing of
+    /// whether the member answers: only answers do ([`Self::answered`]).
     pub async fn connect(&self, node: &NodeId) -> Result<Connection, RpcError> {
         match self.0.pool.get(node).await {
-            Ok((conn, opened)) => {
-                if opened {
-                    self.0.liveness.record_success(node);
-                }
-                Ok(conn)
-            }
+            Ok((conn, _)) => Ok(conn),
             Err(e) => {
                 self.0.liveness.record_failure(node, true);
                 self.0.pool.forget(node);
@@ -200,6 +196,11 @@ impl Rpc {
             .map_err(|e| self.failed(node, e))
     }
 
+    /// Notes that `node` answered an exchange: a run of failures ends.
+    pub fn answered(&self, node: &NodeId) {
+        self.0.liveness.record_success(node);
+    }
+
     /// Notes an exchange with `node` that failed: a broken connection is
     /// dropped (the next call reconnects) and counts against the member.
     pub fn failed(&self, node: &NodeId, e: ConnError) -> RpcError {
@@ -213,8 +214,12 @@ impl Rpc {
         }
     }
 
-    /// Notes an exchange with `node` that got no answer within `after`.
+    /// Notes an exchange with `node` that got no answer within `after`. The
+    /// connection is dropped too: it may be wedged (a peer gone without a
+    /// reset), and the next call, or the recheck of a member marked down,
+    /// must find out afresh.
     pub fn timed_out(&self, node: &NodeId, after: Duration) -> RpcError {
+        self.0.pool.forget(node);
         self.0.liveness.record_failure(node, false);
         RpcError::Timeout {
             node: node.clone(),

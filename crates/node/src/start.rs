@@ -46,7 +46,7 @@ pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, No
         })?;
     }
     let params = RingParams::new(cfg.replicas, cfg.vnodes).map_err(NodeError::Ring)?;
-    let tasks = Tasks::default();
+    let tasks = Tasks::new(cfg.request_timeout);
     let cluster_cfg = ClusterConfig {
         me: name.clone(),
         data_dir: cfg.data_dir.clone(),

@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How long shutdown waits for one phase before going on without it.
+/// How long shutdown waits for a phase before going on without it (intake
+/// waits at least a request's deadline).
 pub(crate) const EXIT_DEADLINE: Duration = Duration::from_secs(8);
 
 /// One phase of a node's work: stopped together, waited for together.
@@ -59,17 +60,17 @@ impl Phase {
         self.stop.cancelled().await;
     }
 
-    async fn stop_and_wait(&self, name: &str) {
+    async fn stop_and_wait(&self, name: &str, deadline: Duration) {
         self.stop.cancel();
         self.tracker.close();
-        if tokio::time::timeout(EXIT_DEADLINE, self.tracker.wait())
+        if tokio::time::timeout(deadline, self.tracker.wait())
             .await
             .is_err()
         {
             tracing::warn!(
                 phase = name,
                 left = self.tracker.len(),
-                "tasks did not stop within {EXIT_DEADLINE:?}; going on without them"
+                "tasks did not stop within {deadline:?}; going on without them"
             );
         }
     }
@@ -81,15 +82,30 @@ pub(crate) struct Tasks {
     pub intake: Phase,
     pub background: Phase,
     pub cluster: Phase,
+    /// How long requests in flight may take to finish: intake waits this
+    /// much longer than the other phases.
+    pub request_timeout: Duration,
 }
 
 impl Tasks {
+    /// Phases for a node whose requests finish within `request_timeout`.
+    pub fn new(request_timeout: Duration) -> Self {
+        Self {
+            request_timeout,
+            ..Self::default()
+        }
+    }
+
     /// Stops intake, then background work, then cluster calls, waiting for
-    /// each.
+    /// each. Intake waits long enough for a request in flight to finish
+    /// (an HTTP put that reached its quorum still says so).
     pub async fn shutdown(&self) {
-        self.intake.stop_and_wait("intake").await;
-        self.background.stop_and_wait("background").await;
-        self.cluster.stop_and_wait("cluster").await;
+        let intake = EXIT_DEADLINE.max(self.request_timeout + Duration::from_secs(1));
+        self.intake.stop_and_wait("intake", intake).await;
+        self.background
+            .stop_and_wait("background", EXIT_DEADLINE)
+            .await;
+        self.cluster.stop_and_wait("cluster", EXIT_DEADLINE).await;
     }
 
     /// Waits until a shutdown has begun and every phase has finished.

@@ -9,7 +9,9 @@
 //! rest). Only counted members' answers count: a member about to lose the
 //! range (leaving) receives the write but does not vouch for it. Every
 //! target's outcome stays recorded, which is what a later hint for a
-//! missed replica needs.
+//! missed replica needs. The acknowledgements reported on failure are
+//! those in when the coordinator answered; targets still running may yet
+//! apply the write (it "may be partly applied").
 
 use std::fmt::Display;
 
@@ -31,61 +33,75 @@ pub(crate) enum TargetOutcome {
 /// A quorum count over one call's targets.
 #[derive(Debug)]
 pub(crate) struct QuorumTracker {
-    counted: Vec<NodeId>,
+    /// The targets asked, then the counted members skipped as down; each
+    /// with its outcome and whether it counts.
+    nodes: Vec<NodeId>,
+    outcomes: Vec<(TargetOutcome, bool)>,
+    counted: usize,
     quorum: usize,
     acked: usize,
     failed: usize,
-    outcomes: Vec<(NodeId, TargetOutcome)>,
 }
 
 impl QuorumTracker {
     /// A call sent to `targets`, needing `quorum` acknowledgements from
     /// `counted`. Counted members that are not targets were skipped as down
     /// and count as failed.
-    pub fn new(targets: &[NodeId], counted: Vec<NodeId>, quorum: usize) -> Self {
-        let mut outcomes: Vec<(NodeId, TargetOutcome)> = counted
-            .iter()
-            .filter(|n| !targets.contains(n))
-            .map(|n| (n.clone(), TargetOutcome::Skipped))
-            .collect();
-        let failed = outcomes.len();
-        outcomes.extend(targets.iter().map(|n| (n.clone(), TargetOutcome::Pending)));
+    pub fn new<'a>(
+        targets: Vec<NodeId>,
+        counted: impl IntoIterator<Item = &'a NodeId>,
+        quorum: usize,
+    ) -> Self {
+        let mut outcomes = vec![(TargetOutcome::Pending, false); targets.len()];
+        let mut nodes = targets;
+        let (mut n_counted, mut failed) = (0, 0);
+        for c in counted {
+            n_counted += 1;
+            match nodes.iter().position(|n| n == c) {
+                Some(i) => outcomes[i].1 = true,
+                None => {
+                    nodes.push(c.clone());
+                    outcomes.push((TargetOutcome::Skipped, true));
+                    failed += 1;
+                }
+            }
+        }
         Self {
-            counted,
+            nodes,
+            outcomes,
+            counted: n_counted,
             quorum,
             acked: 0,
             failed,
-            outcomes,
         }
     }
 
-    fn set(&mut self, node: &NodeId, outcome: TargetOutcome) -> bool {
-        match self
-            .outcomes
-            .iter_mut()
-            .find(|(n, o)| n == node && *o == TargetOutcome::Pending)
-        {
-            Some((_, o)) => {
-                *o = outcome;
-                true
-            }
-            None => false,
-        }
+    /// The members asked (the skipped ones follow them in [`Self::missed`]).
+    pub fn targets(&self) -> impl Iterator<Item = &NodeId> {
+        self.nodes
+            .iter()
+            .zip(&self.outcomes)
+            .filter(|(_, (o, _))| *o != TargetOutcome::Skipped)
+            .map(|(n, _)| n)
     }
 
     /// Records `node`'s answer.
     pub fn record<T, E: Display>(&mut self, node: &NodeId, result: &Result<T, E>) {
-        let counted = self.counted.contains(node);
+        let Some(i) = self.nodes.iter().position(|n| n == node) else {
+            return;
+        };
+        let (outcome, counts) = &mut self.outcomes[i];
+        if *outcome != TargetOutcome::Pending {
+            return;
+        }
         match result {
             Ok(_) => {
-                if self.set(node, TargetOutcome::Acked) && counted {
-                    self.acked += 1;
-                }
+                *outcome = TargetOutcome::Acked;
+                self.acked += usize::from(*counts);
             }
             Err(e) => {
-                if self.set(node, TargetOutcome::Failed(e.to_string())) && counted {
-                    self.failed += 1;
-                }
+                *outcome = TargetOutcome::Failed(e.to_string());
+                self.failed += usize::from(*counts);
             }
         }
     }
@@ -97,7 +113,7 @@ impl QuorumTracker {
 
     /// So many counted members failed that the quorum cannot be reached.
     pub fn impossible(&self) -> bool {
-        self.failed + self.quorum > self.counted.len()
+        self.failed + self.quorum > self.counted
     }
 
     /// Reached or impossible: waiting longer changes nothing.
@@ -115,19 +131,25 @@ impl QuorumTracker {
         self.quorum
     }
 
-    /// Members that failed or were skipped, in the order that was learned.
+    /// Members that were skipped or failed.
     pub fn missed(&self) -> Vec<NodeId> {
-        self.outcomes
+        let skipped = self
+            .nodes
             .iter()
-            .filter(|(_, o)| matches!(o, TargetOutcome::Failed(_) | TargetOutcome::Skipped))
-            .map(|(n, _)| n.clone())
-            .collect()
+            .zip(&self.outcomes)
+            .filter(|(_, (o, _))| *o == TargetOutcome::Skipped);
+        let failed = self
+            .nodes
+            .iter()
+            .zip(&self.outcomes)
+            .filter(|(_, (o, _))| matches!(o, TargetOutcome::Failed(_)));
+        skipped.chain(failed).map(|(n, _)| n.clone()).collect()
     }
 
-    /// Every target's outcome so far.
+    /// Every member's outcome so far.
     #[cfg_attr(not(test), allow(dead_code))]
-    pub fn outcomes(&self) -> &[(NodeId, TargetOutcome)] {
-        &self.outcomes
+    pub fn outcomes(&self) -> impl Iterator<Item = (&NodeId, &TargetOutcome)> {
+        self.nodes.iter().zip(self.outcomes.iter().map(|(o, _)| o))
     }
 }
 
@@ -151,8 +173,8 @@ mod tests {
     fn a_quorum_is_reached_by_counted_members_only() {
         let (a, b, c, l) = (id("a:1"), id("b:1"), id("c:1"), id("leaving:1"));
         let mut t = QuorumTracker::new(
-            &[a.clone(), b.clone(), c.clone(), l.clone()],
-            vec![a.clone(), b.clone(), c.clone()],
+            vec![a.clone(), b.clone(), c.clone(), l.clone()],
+            &[a.clone(), b.clone(), c.clone()],
             2,
         );
         t.record(&l, &ok());
@@ -163,7 +185,7 @@ mod tests {
         assert!(t.reached());
         assert_eq!(t.acked(), 2);
         assert_eq!(
-            t.outcomes().iter().find(|(n, _)| n == &c).map(|(_, o)| o),
+            t.outcomes().find(|(n, _)| **n == c).map(|(_, o)| o),
             Some(&TargetOutcome::Pending)
         );
     }
@@ -173,10 +195,11 @@ mod tests {
         let (a, b, c) = (id("a:1"), id("b:1"), id("c:1"));
         // c is down: skipped, and one failure more makes W = 2 of 3 impossible.
         let mut t = QuorumTracker::new(
-            &[a.clone(), b.clone()],
-            vec![a.clone(), b.clone(), c.clone()],
+            vec![a.clone(), b.clone()],
+            &[a.clone(), b.clone(), c.clone()],
             2,
         );
+        assert_eq!(t.targets().count(), 2);
         assert!(!t.impossible());
         t.record(&b, &err());
         assert!(t.impossible() && t.decided() && !t.reached());

@@ -29,12 +29,17 @@ impl<S: Store> Coordinator<S> {
         let r = quorum_of(r, quorum.r(), quorum.n(), "r")?;
         let pos = Position::of_key(&key);
         let targets = ring.read_set(pos, |n| c.cluster.is_down(n)).to_vec();
-        let mut tracker = QuorumTracker::new(&targets, ring.preference_list(pos).to_vec(), r);
-        let (tx, mut rx) = mpsc::channel(targets.len().max(1));
+        let mut tracker = QuorumTracker::new(targets, ring.preference_list(pos).iter(), r);
+        let (tx, mut rx) = mpsc::channel(tracker.targets().count().max(1));
         let me = c.cluster.me();
-        let local = targets.contains(me);
-        for node in targets.into_iter().filter(|n| n != me) {
-            let (replicas, tx, key) = (c.replicas.clone(), tx.clone(), key.clone());
+        let mut local = false;
+        for node in tracker.targets() {
+            if node == me {
+                local = true;
+                continue;
+            }
+            let (node, replicas, tx, key) =
+                (node.clone(), c.replicas.clone(), tx.clone(), key.clone());
             c.tasks.spawn(async move {
                 let result = replicas.fetch(&node, key).await;
                 let _ = tx.send((node, result)).await;
@@ -124,7 +129,7 @@ impl<S: Store> Coordinator<S> {
                             .store(&node, key.clone(), version.clone(), value.clone())
                             .await
                     }
-                    None => replicas.copy(&holder, &node, key.clone()).await,
+                    None => Box::pin(replicas.copy(&holder, &node, key.clone())).await,
                 };
                 match result {
                     Ok(_) => tracing::debug!(%node, "read repair"),

@@ -63,25 +63,20 @@ impl<S: Store> Coordinator<S> {
         // Acks count from members that will keep the key: the current owners
         // but a leaving one (its copy goes with it), and the members taking
         // over a range.
-        let counted: Vec<NodeId> = ring
-            .write_set(pos, |_| false)
-            .iter()
-            .filter(|n| {
-                ring.member(n)
-                    .is_some_and(|m| m.state() != MemberState::Leaving)
-            })
-            .cloned()
-            .collect();
-        let tracker = QuorumTracker::new(&targets, counted, w);
+        let owners = ring.write_set(pos, |_| false);
+        let counted = owners.iter().filter(|n| {
+            ring.member(n)
+                .is_some_and(|m| m.state() != MemberState::Leaving)
+        });
+        let tracker = QuorumTracker::new(targets, counted, w);
         let deleted = matches!(write, Write::Tombstone);
         let tracker = match write {
-            Write::Value(v) => {
-                self.replicate(&key, &version, Some(v), targets, tracker)
-                    .await
-            }
-            Write::Tombstone => self.replicate(&key, &version, None, targets, tracker).await,
+            Write::Value(v) => self.replicate(&key, &version, Some(v), tracker).await,
+            Write::Tombstone => self.replicate(&key, &version, None, tracker).await,
             Write::Stream(value) => {
-                match self.fan_out(&key, &version, value, targets, tracker).await {
+                // Boxed: only large values stream, and every write's task
+                // would otherwise carry the fan-out's state.
+                match Box::pin(self.fan_out(&key, &version, value, tracker)).await {
                     Ok(t) => t,
                     Err(e) => {
                         driving.finish(None);
@@ -110,15 +105,19 @@ impl<S: Store> Coordinator<S> {
         key: &Bytes,
         version: &Version,
         value: Option<Bytes>,
-        targets: Vec<NodeId>,
         mut tracker: QuorumTracker,
     ) -> QuorumTracker {
         let c = &self.0;
-        let (tx, mut rx) = mpsc::channel(targets.len().max(1));
+        let (tx, mut rx) = mpsc::channel(tracker.targets().count().max(1));
         let me = c.cluster.me();
-        let local = targets.contains(me);
-        for node in targets.into_iter().filter(|n| n != me) {
-            let (replicas, tx, key, version, value) = (
+        let mut local = false;
+        for node in tracker.targets() {
+            if node == me {
+                local = true;
+                continue;
+            }
+            let (node, replicas, tx, key, version, value) = (
+                node.clone(),
                 c.replicas.clone(),
                 tx.clone(),
                 key.clone(),
@@ -161,10 +160,10 @@ impl<S: Store> Coordinator<S> {
         key: &Bytes,
         version: &Version,
         value: ValueStream,
-        targets: Vec<NodeId>,
         mut tracker: QuorumTracker,
     ) -> Result<QuorumTracker, CoordError> {
         let c = &self.0;
+        let targets: Vec<NodeId> = tracker.targets().cloned().collect();
         let (feed, branches) = tee(value, &targets, PER_REPLICA_QUEUE, c.request_timeout);
         let (results_tx, mut results) = mpsc::channel(targets.len().max(1));
         for (node, branch) in branches {

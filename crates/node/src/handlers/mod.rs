@@ -52,15 +52,17 @@ pub(crate) async fn route<S: Store>(
         Request::HasKey { key } => local::haskey(node, &key).await,
         Request::Whereis { key } => local::whereis(node, &key),
         Request::Members => members::members(node),
-        Request::Join { node: joiner } => members::join(node, joiner).await,
-        Request::AddNode { node: added, epoch } => members::add_node(node, added, epoch).await,
+        Request::Join { node: joiner } => Box::pin(members::join(node, joiner)).await,
+        Request::AddNode { node: added, epoch } => {
+            Box::pin(members::add_node(node, added, epoch)).await
+        }
         Request::SetState {
             node: member,
             state,
             epoch,
-        } => members::set_state(node, member, state, epoch).await,
-        Request::Left { node: member } => members::left(node, member).await,
-        Request::SendGained { node: joiner } => gained::send_gained(node, joiner).await,
+        } => Box::pin(members::set_state(node, member, state, epoch)).await,
+        Request::Left { node: member } => Box::pin(members::left(node, member)).await,
+        Request::SendGained { node: joiner } => Box::pin(gained::send_gained(node, joiner)).await,
         Request::ReplicaStore {
             key,
             version,
@@ -68,13 +70,15 @@ pub(crate) async fn route<S: Store>(
         } => replica::serve_store(node, key, version, value, body).await,
         Request::ReplicaFetch { key } => replica::serve_fetch(node, &key).await,
         Request::ReplicaProbe { key } => replica::serve_probe(node, &key).await,
-        Request::ReplicaDigest { start, end } => replica::serve_digest(node, start, end).await,
-        Request::Purge => admin::purge(node).await,
-        Request::Balance { forwarded } => admin::balance(node, forwarded).await,
+        Request::ReplicaDigest { start, end } => {
+            Box::pin(replica::serve_digest(node, start, end)).await
+        }
+        Request::Purge => Box::pin(admin::purge(node)).await,
+        Request::Balance { forwarded } => Box::pin(admin::balance(node, forwarded)).await,
         Request::Remove {
             node: target,
             forwarded,
-        } => admin::remove(node, target, forwarded).await,
+        } => Box::pin(admin::remove(node, target, forwarded)).await,
     }
 }
 

@@ -112,7 +112,7 @@ pub(crate) struct Engine<S> {
 
 impl<S: Store> Engine<S> {
     /// Runs `pass` over the entries of this node's store in `ranges`, until
-    /// done or `stop`.
+    /// done or `stop`, which also aborts the keys then in motion.
     pub async fn run(
         self: &Arc<Self>,
         pass: &Pass,
@@ -128,7 +128,6 @@ impl<S: Store> Engine<S> {
             let mut cursor = None;
             loop {
                 if stop.is_cancelled() {
-                    report.fail(&me, "the node is stopping");
                     break 'ranges;
                 }
                 let page = match self.store.scan(range, cursor.as_ref(), PAGE).await {
@@ -141,8 +140,14 @@ impl<S: Store> Engine<S> {
                 for meta in page.entries {
                     // Bounded by keys and by memory: a large value in motion
                     // holds up to a stream window, small ones far less.
-                    let Some(permits) = self.budget.admit(meta.size).await else {
-                        report.fail(&me, "the movement budget is closed");
+                    let admitted = tokio::select! {
+                        () = stop.cancelled() => None,
+                        p = self.budget.admit(meta.size) => p,
+                    };
+                    let Some(permits) = admitted else {
+                        if !stop.is_cancelled() {
+                            report.fail(&me, "the movement budget is closed");
+                        }
                         break 'ranges;
                     };
                     while let Some(done) = work.try_join_next() {
@@ -163,8 +168,18 @@ impl<S: Store> Engine<S> {
                 }
             }
         }
+        if stop.is_cancelled() {
+            // Cancelled (its handle dropped, or the node stopping): the keys
+            // in motion stop too. Nothing partial is ever visible at their
+            // targets, and each is sent again by the next pass.
+            report.fail(&me, "the node is stopping");
+            work.abort_all();
+        }
         while let Some(done) = work.join_next().await {
-            absorb(&me, &mut report, done, progress);
+            match done {
+                Err(e) if e.is_cancelled() => {}
+                done => absorb(&me, &mut report, done, progress),
+            }
         }
         report
     }

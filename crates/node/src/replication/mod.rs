@@ -133,6 +133,7 @@ impl<S: Store> Replicas<S> {
         let (ex, response) = timeout(deadline, call)
             .await
             .map_err(|_| rpc.timed_out(node, deadline))??;
+        rpc.answered(node);
         let Some(ReplicaEntry { version, value }) = decode::<Option<ReplicaEntry>>(node, response)?
         else {
             return Ok(None);
@@ -188,6 +189,7 @@ impl<S: Store> Replicas<S> {
         let response = timeout(deadline, call)
             .await
             .map_err(|_| rpc.timed_out(node, deadline))??;
+        rpc.answered(node);
         Ok(decode::<Stored>(node, response)?.applied)
     }
 
@@ -213,9 +215,14 @@ impl<S: Store> Replicas<S> {
             version,
             value: Some(Payload::Streamed { len: value.len() }),
         };
-        let stalled = || ReplicaError::Stalled {
-            node: node.clone(),
-            after: deadline,
+        // A replica that takes nothing for the deadline counts against it,
+        // like one that does not answer.
+        let stalled = || {
+            rpc.timed_out(node, deadline);
+            ReplicaError::Stalled {
+                node: node.clone(),
+                after: deadline,
+            }
         };
         let mut ex = timeout(deadline, rpc.request(node, request))
             .await
@@ -230,6 +237,7 @@ impl<S: Store> Replicas<S> {
             .await
             .map_err(|_| rpc.timed_out(node, deadline))?
             .map_err(|e| rpc.failed(node, e))?;
+        rpc.answered(node);
         Ok(decode::<Stored>(node, response)?.applied)
     }
 
@@ -278,7 +286,7 @@ impl<S: Store> Replicas<S> {
                     let b = b.clone();
                     self.store(target, key, found.version, Some(b)).await
                 }
-                None => self.store_stream(target, key, found.version, v).await,
+                None => Box::pin(self.store_stream(target, key, found.version, v)).await,
             },
         }
     }

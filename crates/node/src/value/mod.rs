@@ -226,6 +226,14 @@ impl ValueStream {
         self.chunk
     }
 
+    /// Whether the sender waits for this stream to be read to its end: a
+    /// request body (its sender keeps to a window) or a tee's branch (the
+    /// tee waits on every branch). A value fetched from a peer or read from
+    /// a store is better dropped, which cancels it.
+    pub fn sender_waits(&self) -> bool {
+        matches!(self.source, Source::Body(_) | Source::Piped { .. })
+    }
+
     /// The whole value, if it is in memory.
     pub fn in_memory(&self) -> Option<&Bytes> {
         match &self.source {

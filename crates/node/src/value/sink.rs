@@ -48,9 +48,10 @@ pub(crate) enum ToStoreError {
 }
 
 /// Stores `stream` under `key` at `version` (unless the key holds a newer
-/// one). The rest of a stream the store did not need (it held something
-/// newer) is still read to its end, so its sender finishes instead of
-/// waiting on its window; a stream that breaks stores nothing.
+/// one). When the store did not need the rest (it held something newer),
+/// a stream whose sender waits on it is still read to its end, so the
+/// sender finishes instead of waiting on its window; any other is dropped,
+/// which cancels it. A stream that breaks stores nothing.
 pub(crate) async fn to_store<S: Store>(
     store: &S,
     key: &[u8],
@@ -60,9 +61,10 @@ pub(crate) async fn to_store<S: Store>(
     if let Some(b) = stream.in_memory() {
         return Ok(store.put(key, version, b.clone()).await?);
     }
+    let drain = stream.sender_waits();
     let mut reader = StreamReader::new(stream);
     let outcome = store.put_stream(key, version, &mut reader).await;
-    reader.finish().await?;
+    reader.finish(drain).await?;
     Ok(outcome?)
 }
 
@@ -87,10 +89,14 @@ impl StreamReader {
         }
     }
 
-    /// Reads the rest of the stream and returns its first error, if any.
-    async fn finish(mut self) -> Result<(), ValueError> {
+    /// Returns the stream's first error, if any, after reading the rest of
+    /// it when `drain`.
+    async fn finish(mut self, drain: bool) -> Result<(), ValueError> {
         if let Some(e) = self.error.take() {
             return Err(e);
+        }
+        if !drain {
+            return Ok(());
         }
         let stream = match (self.idle.take(), self.reading.take()) {
             (Some(s), _) => Some(s),
