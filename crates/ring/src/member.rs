@@ -6,8 +6,10 @@
 //! the ring's epoch; whether a member is *down* is each node's own view and
 //! lives outside the ring (see [`MemberStatus`]).
 
-use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::RingError;
 
@@ -15,16 +17,22 @@ use crate::RingError;
 pub const MAX_NODE_ID_LEN: usize = 260;
 
 /// A member's advertised `host:port`, exactly as given.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct NodeId(String);
+///
+/// Shared, not copied: every version a node stamps and every replica set
+/// names members, so a clone is a reference count, not an allocation. It
+/// travels as a plain string.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(Arc<str>);
 
 impl NodeId {
     /// Checks and wraps a name. Names are compared byte for byte; nothing is
     /// resolved or normalized. Empty names, names with whitespace or control
     /// characters and names over [`MAX_NODE_ID_LEN`] bytes are refused.
     pub fn new(name: impl Into<String>) -> Result<Self, RingError> {
-        let name = name.into();
+        Self::checked(&name.into())
+    }
+
+    fn checked(name: &str) -> Result<Self, RingError> {
         let reason = if name.is_empty() {
             Some("empty")
         } else if name.len() > MAX_NODE_ID_LEN {
@@ -39,7 +47,7 @@ impl NodeId {
                 name: name.chars().take(64).collect(),
                 reason,
             }),
-            None => Ok(Self(name)),
+            None => Ok(Self(Arc::from(name))),
         }
     }
 
@@ -58,7 +66,31 @@ impl TryFrom<String> for NodeId {
 
 impl From<NodeId> for String {
     fn from(id: NodeId) -> Self {
-        id.0
+        id.0.to_string()
+    }
+}
+
+impl Serialize for NodeId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = NodeId;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a node name (host:port)")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NodeId, E> {
+                NodeId::checked(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Name)
     }
 }
 
