@@ -20,6 +20,8 @@ pub(crate) mod quorum;
 mod read;
 mod write;
 
+use std::fmt::Display;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,11 +31,13 @@ use mydht_proto::Version;
 use mydht_ring::NodeId;
 use mydht_store::{HybridClock, Store};
 use thiserror::Error;
+use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::replication::Replicas;
 use crate::value::{ValueError, ValueStream};
 use dedup::Dedup;
+use quorum::QuorumTracker;
 
 /// What a write stores.
 pub(crate) enum Write {
@@ -141,6 +145,57 @@ impl<S: Store> Coordinator<S> {
             tasks: parts.tasks,
             request_timeout: parts.request_timeout,
         }))
+    }
+}
+
+/// Answers from targets called at once, each as it comes.
+type Answers<T, E> = mpsc::Receiver<(NodeId, Result<T, E>)>;
+
+impl<S: Store> Coordinator<S> {
+    /// Calls every target at once, each in its own task on the
+    /// coordinator's tracker (so the calls still running when the quorum is
+    /// decided go on in the background); their answers come on the channel
+    /// returned, which holds `capacity` of them unread.
+    fn call_each<A, T, E, F, Fut>(
+        &self,
+        targets: impl Iterator<Item = (NodeId, A)>,
+        capacity: usize,
+        mut call: F,
+    ) -> Answers<T, E>
+    where
+        F: FnMut(&NodeId, A) -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Display + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        for (node, arg) in targets {
+            let (answer, tx) = (call(&node, arg), tx.clone());
+            self.0.tasks.spawn(async move {
+                let result = answer.await;
+                if let Err(e) = &result {
+                    tracing::debug!(%node, error = %e, "replica call failed");
+                }
+                let _ = tx.send((node, result)).await;
+            });
+        }
+        rx
+    }
+}
+
+/// Feeds `answers` to `tracker` until the quorum is decided or every call
+/// has answered, handing each answer to `each` too.
+async fn until_decided<T, E: Display>(
+    tracker: &mut QuorumTracker,
+    answers: &mut Answers<T, E>,
+    mut each: impl FnMut(NodeId, Result<T, E>),
+) {
+    while !tracker.decided() {
+        let Some((node, result)) = answers.recv().await else {
+            break;
+        };
+        tracker.record(&node, &result);
+        each(node, result);
     }
 }
 

@@ -12,13 +12,10 @@ use bytes::Bytes;
 use mydht_proto::Version;
 use mydht_ring::{NodeId, Position};
 use mydht_store::Store;
-use tokio::sync::mpsc;
 
 use super::quorum::QuorumTracker;
-use super::{CoordError, Coordinator, Read, quorum_of};
+use super::{Answers, CoordError, Coordinator, Read, quorum_of, until_decided};
 use crate::replication::{Found, ReplicaError};
-
-type Answer = (NodeId, Result<Option<Found>, ReplicaError>);
 
 impl<S: Store> Coordinator<S> {
     /// Reads `key` from its replicas.
@@ -30,22 +27,16 @@ impl<S: Store> Coordinator<S> {
         let pos = Position::of_key(&key);
         let targets = ring.read_set(pos, |n| c.cluster.is_down(n)).to_vec();
         let mut tracker = QuorumTracker::new(targets, ring.preference_list(pos).iter(), r);
-        let (tx, mut rx) = mpsc::channel(tracker.targets().count().max(1));
         let me = c.cluster.me();
-        let mut local = false;
-        for node in tracker.targets() {
-            if node == me {
-                local = true;
-                continue;
-            }
-            let (node, replicas, tx, key) =
-                (node.clone(), c.replicas.clone(), tx.clone(), key.clone());
-            c.tasks.spawn(async move {
-                let result = replicas.fetch(&node, key).await;
-                let _ = tx.send((node, result)).await;
-            });
-        }
-        drop(tx);
+        let local = tracker.targets().any(|n| n == me);
+        let remote = tracker
+            .targets()
+            .filter(|n| *n != me)
+            .map(|n| (n.clone(), ()));
+        let mut rx = self.call_each(remote, tracker.targets().count(), |node, ()| {
+            let (replicas, node, key) = (c.replicas.clone(), node.clone(), key.clone());
+            async move { replicas.fetch(&node, key).await }
+        });
         let mut answers: Vec<(NodeId, Option<Found>)> = Vec::new();
         // This node's own copy is read here, while the remote reads run.
         if local {
@@ -56,16 +47,12 @@ impl<S: Store> Coordinator<S> {
                 Err(e) => tracing::warn!(error = %e, "local read failed"),
             }
         }
-        while !tracker.decided() {
-            let Some((node, result)) = rx.recv().await else {
-                break;
-            };
-            tracker.record(&node, &result);
-            match result {
-                Ok(f) => answers.push((node, f)),
-                Err(e) => tracing::debug!(%node, error = %e, "replica read failed"),
+        until_decided(&mut tracker, &mut rx, |node, result| {
+            if let Ok(f) = result {
+                answers.push((node, f));
             }
-        }
+        })
+        .await;
         if !tracker.reached() {
             return Err(CoordError::Unavailable {
                 answered: tracker.acked(),
@@ -110,7 +97,7 @@ impl<S: Store> Coordinator<S> {
         holder: NodeId,
         small: Option<Option<Bytes>>,
         mut held: Vec<(NodeId, Option<Version>)>,
-        mut rx: mpsc::Receiver<Answer>,
+        mut rx: Answers<Option<Found>, ReplicaError>,
     ) {
         let replicas = self.0.replicas.clone();
         self.0.tasks.spawn(async move {

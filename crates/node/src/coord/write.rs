@@ -15,11 +15,10 @@ use bytes::Bytes;
 use mydht_proto::{Version, WriteId};
 use mydht_ring::{MemberState, NodeId, Position};
 use mydht_store::Store;
-use tokio::sync::mpsc;
 
 use super::dedup::Claim;
 use super::quorum::QuorumTracker;
-use super::{CoordError, Coordinator, Write, Written, quorum_of};
+use super::{CoordError, Coordinator, Write, Written, quorum_of, until_decided};
 use crate::value::ValueStream;
 use crate::value::sink::tee;
 
@@ -108,31 +107,22 @@ impl<S: Store> Coordinator<S> {
         mut tracker: QuorumTracker,
     ) -> QuorumTracker {
         let c = &self.0;
-        let (tx, mut rx) = mpsc::channel(tracker.targets().count().max(1));
         let me = c.cluster.me();
-        let mut local = false;
-        for node in tracker.targets() {
-            if node == me {
-                local = true;
-                continue;
-            }
-            let (node, replicas, tx, key, version, value) = (
-                node.clone(),
+        let local = tracker.targets().any(|n| n == me);
+        let remote = tracker
+            .targets()
+            .filter(|n| *n != me)
+            .map(|n| (n.clone(), ()));
+        let mut answers = self.call_each(remote, tracker.targets().count(), |node, ()| {
+            let (replicas, node, key, version, value) = (
                 c.replicas.clone(),
-                tx.clone(),
+                node.clone(),
                 key.clone(),
                 version.clone(),
                 value.clone(),
             );
-            c.tasks.spawn(async move {
-                let result = replicas.store(&node, key, version, value).await;
-                if let Err(e) = &result {
-                    tracing::debug!(%node, error = %e, "replica write failed");
-                }
-                let _ = tx.send((node, result)).await;
-            });
-        }
-        drop(tx);
+            async move { replicas.store(&node, key, version, value).await }
+        });
         // This node's own copy is written here, while the remote writes run.
         if local {
             let result = c
@@ -144,12 +134,7 @@ impl<S: Store> Coordinator<S> {
             }
             tracker.record(me, &result);
         }
-        while !tracker.decided() {
-            let Some((node, result)) = rx.recv().await else {
-                break;
-            };
-            tracker.record(&node, &result);
-        }
+        until_decided(&mut tracker, &mut answers, |_, _| {}).await;
         tracker
     }
 
@@ -165,30 +150,17 @@ impl<S: Store> Coordinator<S> {
         let c = &self.0;
         let targets: Vec<NodeId> = tracker.targets().cloned().collect();
         let (feed, branches) = tee(value, &targets, PER_REPLICA_QUEUE, c.request_timeout);
-        let (results_tx, mut results) = mpsc::channel(targets.len().max(1));
-        for (node, branch) in branches {
-            let (replicas, results_tx, key, version) = (
+        let mut answers = self.call_each(branches.into_iter(), targets.len(), |node, branch| {
+            let (replicas, node, key, version) = (
                 c.replicas.clone(),
-                results_tx.clone(),
+                node.clone(),
                 key.clone(),
                 version.clone(),
             );
-            c.tasks.spawn(async move {
-                let result = replicas.store_stream(&node, key, version, branch).await;
-                if let Err(e) = &result {
-                    tracing::debug!(%node, error = %e, "replica stream failed");
-                }
-                let _ = results_tx.send((node, result)).await;
-            });
-        }
-        drop(results_tx);
+            async move { replicas.store_stream(&node, key, version, branch).await }
+        });
         feed.run().await?;
-        while !tracker.decided() {
-            let Some((node, result)) = results.recv().await else {
-                break;
-            };
-            tracker.record(&node, &result);
-        }
+        until_decided(&mut tracker, &mut answers, |_, _| {}).await;
         Ok(tracker)
     }
 }

@@ -87,12 +87,11 @@ impl Report {
         if self.failed.is_empty() {
             return None;
         }
-        let list: Vec<String> = self
-            .failed
-            .iter()
-            .map(|(n, why)| format!("{n} ({why})"))
-            .collect();
-        Some(list.join(", "))
+        Some(failure_list(
+            self.failed
+                .iter()
+                .map(|(n, why)| (n.as_str(), why.as_str())),
+        ))
     }
 
     /// Notes `node`'s failure, keeping the first reason.
@@ -101,4 +100,10 @@ impl Report {
             .entry(node.clone())
             .or_insert_with(|| why.to_string());
     }
+}
+
+/// Members with why each failed, in one line: `a:1 (down), b:1 (...)`.
+pub(crate) fn failure_list<'a>(failed: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let list: Vec<String> = failed.map(|(n, why)| format!("{n} ({why})")).collect();
+    list.join(", ")
 }

@@ -135,12 +135,11 @@ impl fmt::Display for PassSummary {
             )?,
         }
         if !self.failed.is_empty() {
-            let list: Vec<String> = self
+            let failed = self
                 .failed
                 .iter()
-                .map(|x| format!("{} ({})", x.node, x.reason))
-                .collect();
-            write!(f, "; failed: {}", list.join(", "))?;
+                .map(|x| (x.node.as_str(), x.reason.as_str()));
+            write!(f, "; failed: {}", super::failure_list(failed))?;
         }
         Ok(())
     }
