@@ -12,8 +12,8 @@ use std::sync::Arc;
 use mydht_cluster::Cluster;
 use mydht_store::{HybridClock, Store};
 
-use crate::NodeConfig;
 use crate::antientropy::AntiEntropy;
+use crate::config::NodeConfig;
 use crate::coord::Coordinator;
 use crate::lifecycle::leave::LeaveProgress;
 use crate::movement::queue::MovementQueue;

@@ -11,7 +11,9 @@ use mydht_ring::{NodeId, RingParams};
 use mydht_store::{HybridClock, Store};
 
 use crate::antientropy::AntiEntropy;
+use crate::config::NodeConfig;
 use crate::coord::{CoordParts, Coordinator};
+use crate::error::NodeError;
 use crate::handle::NodeHandle;
 use crate::lifecycle::join::{self, JoinFinisher};
 use crate::movement::engine::{Budget, Engine};
@@ -20,7 +22,6 @@ use crate::net::accept_loop;
 use crate::node::{Node, Parts};
 use crate::replication::Replicas;
 use crate::tasks::{Tasks, Worker, WorkerState, Workers};
-use crate::{NodeConfig, NodeError};
 
 /// Binds, loads or creates the membership, joins through the seed node if
 /// one is given, and starts serving with `store`.
