@@ -155,24 +155,39 @@ impl<S: Store> Coordinator<S> {
     /// Calls every target at once, each in its own task on the
     /// coordinator's tracker (so the calls still running when the quorum is
     /// decided go on in the background); their answers come on the channel
-    /// returned, which holds `capacity` of them unread.
+    /// returned, which holds `capacity` of them unread. `make_call` gives
+    /// the call, once, if there is any target.
     fn call_each<A, T, E, F, Fut>(
         &self,
         targets: impl Iterator<Item = (NodeId, A)>,
         capacity: usize,
-        mut call: F,
+        make_call: impl FnOnce() -> F,
     ) -> Answers<T, E>
     where
-        F: FnMut(&NodeId, A) -> Fut,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        A: Send + 'static,
+        // Each task gets its own copy of `call` and makes its future itself,
+        // so no large future is built here and moved into the task.
+        F: FnOnce(NodeId, A) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send,
         T: Send + 'static,
         E: Display + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        for (node, arg) in targets {
-            let (answer, tx) = (call(&node, arg), tx.clone());
+        let mut targets = targets.peekable();
+        // Made only when there is somebody to call: what it captures (a
+        // value, the key) is not copied for a write that stays local.
+        let mut last = targets.peek().is_some().then(make_call);
+        while let Some((node, arg)) = targets.next() {
+            // The last task takes `call` itself; the others a copy.
+            let call = if targets.peek().is_some() {
+                last.clone()
+            } else {
+                last.take()
+            };
+            let Some(call) = call else { break };
+            let tx = tx.clone();
             self.0.tasks.spawn(async move {
-                let result = answer.await;
+                let result = call(node.clone(), arg).await;
                 if let Err(e) = &result {
                     tracing::debug!(%node, error = %e, "replica call failed");
                 }

@@ -33,9 +33,9 @@ impl<S: Store> Coordinator<S> {
             .targets()
             .filter(|n| *n != me)
             .map(|n| (n.clone(), ()));
-        let mut rx = self.call_each(remote, tracker.targets().count(), |node, ()| {
-            let (replicas, node, key) = (c.replicas.clone(), node.clone(), key.clone());
-            async move { replicas.fetch(&node, key).await }
+        let mut rx = self.call_each(remote, tracker.targets().count(), || {
+            let (replicas, k) = (c.replicas.clone(), key.clone());
+            move |node: NodeId, ()| async move { replicas.fetch(&node, k).await }
         });
         let mut answers: Vec<(NodeId, Option<Found>)> = Vec::new();
         // This node's own copy is read here, while the remote reads run.

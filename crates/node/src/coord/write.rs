@@ -113,15 +113,14 @@ impl<S: Store> Coordinator<S> {
             .targets()
             .filter(|n| *n != me)
             .map(|n| (n.clone(), ()));
-        let mut answers = self.call_each(remote, tracker.targets().count(), |node, ()| {
-            let (replicas, node, key, version, value) = (
+        let mut answers = self.call_each(remote, tracker.targets().count(), || {
+            let (replicas, k, v, val) = (
                 c.replicas.clone(),
-                node.clone(),
                 key.clone(),
                 version.clone(),
                 value.clone(),
             );
-            async move { replicas.store(&node, key, version, value).await }
+            move |node: NodeId, ()| async move { replicas.store(&node, k, v, val).await }
         });
         // This node's own copy is written here, while the remote writes run.
         if local {
@@ -150,15 +149,13 @@ impl<S: Store> Coordinator<S> {
         let c = &self.0;
         let targets: Vec<NodeId> = tracker.targets().cloned().collect();
         let (feed, branches) = tee(value, &targets, PER_REPLICA_QUEUE, c.request_timeout);
-        let mut answers = self.call_each(branches.into_iter(), targets.len(), |node, branch| {
-            let (replicas, node, key, version) = (
-                c.replicas.clone(),
-                node.clone(),
-                key.clone(),
-                version.clone(),
-            );
-            async move { replicas.store_stream(&node, key, version, branch).await }
-        });
+        let mut answers =
+            self.call_each(branches.into_iter(), targets.len(), || {
+                let (replicas, k, v) = (c.replicas.clone(), key.clone(), version.clone());
+                move |node: NodeId, branch| async move {
+                    replicas.store_stream(&node, k, v, branch).await
+                }
+            });
         feed.run().await?;
         until_decided(&mut tracker, &mut answers, |_, _| {}).await;
         Ok(tracker)
