@@ -91,7 +91,7 @@ impl Progress {
 
 /// What one entry's work did.
 #[derive(Default)]
-struct Outcome {
+struct EntryWork {
     probes: u64,
     sent: u64,
     bytes: u64,
@@ -123,7 +123,7 @@ impl<S: Store> Engine<S> {
         let me = self.cluster.me().clone();
         let mut report = Report::default();
         let ring = self.cluster.ring();
-        let mut work: JoinSet<Outcome> = JoinSet::new();
+        let mut work: JoinSet<EntryWork> = JoinSet::new();
         'ranges: for range in ranges {
             let mut cursor = None;
             loop {
@@ -184,7 +184,7 @@ impl<S: Store> Engine<S> {
         report
     }
 
-    async fn entry(&self, ring: &Ring, pass: &Pass, meta: EntryMeta) -> Outcome {
+    async fn entry(&self, ring: &Ring, pass: &Pass, meta: EntryMeta) -> EntryWork {
         let me = self.cluster.me();
         let plan = plan(
             pass,
@@ -194,7 +194,7 @@ impl<S: Store> Engine<S> {
             meta.stamp.is_tombstone(),
             |n| self.cluster.is_down(n),
         );
-        let mut out = Outcome::default();
+        let mut out = EntryWork::default();
         if plan.is_empty() {
             return out;
         }
@@ -244,7 +244,7 @@ impl<S: Store> Engine<S> {
         &self,
         node: &NodeId,
         meta: &EntryMeta,
-        out: &mut Outcome,
+        out: &mut EntryWork,
     ) -> Result<(), ReplicaError> {
         if self.cluster.is_down(node) {
             return Err(RpcError::Down { node: node.clone() }.into());
@@ -287,7 +287,7 @@ impl<S: Store> Engine<S> {
 fn absorb(
     me: &NodeId,
     report: &mut Report,
-    done: Result<Outcome, tokio::task::JoinError>,
+    done: Result<EntryWork, tokio::task::JoinError>,
     progress: &Progress,
 ) {
     match done {
