@@ -366,18 +366,21 @@ impl Cluster {
             .collect()
     }
 
-    /// Asks every member marked down for its member list once; one that
-    /// answers is no longer skipped. A real round trip, not just a
+    /// Asks every member marked down for its member list, all at once; one
+    /// that answers is no longer skipped. A real round trip, not just a
     /// connection: a connection can stay open to a member that stopped
     /// answering. The node runs this every [`Liveness::retry_interval`].
-    pub async fn recheck_down(&self, stop: &CancellationToken) {
-        for node in self.0.liveness.down_nodes() {
-            if stop.is_cancelled() {
-                return;
-            }
-            // A success clears the mark; a failure keeps it.
-            let _ = self.0.rpc.call::<Members>(&node, Request::Members).await;
+    pub async fn recheck_down(&self) {
+        let down = self.0.liveness.down_nodes();
+        if down.is_empty() {
+            return;
         }
+        // Each answer clears its member's mark; a failure keeps it.
+        let _ = self
+            .0
+            .rpc
+            .broadcast::<Members>(down, &Request::Members, self.0.request_timeout)
+            .await;
     }
 }
 

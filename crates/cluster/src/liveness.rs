@@ -108,6 +108,14 @@ impl Liveness {
         }
         let now = Instant::now();
         let mut failing = lock(&self.failing);
+        // Runs that ended without marking anyone down are forgotten, so a
+        // member that failed once and was never called again does not keep
+        // every answer on the locked path.
+        let down = self.down.borrow().clone();
+        failing.retain(|n, f| {
+            n == node || down.contains(n) || now.duration_since(f.last) <= self.down_after
+        });
+        self.failing_count.store(failing.len(), Ordering::Relaxed);
         let f = failing.entry(node.clone()).or_insert_with(|| {
             self.failing_count.fetch_add(1, Ordering::Relaxed);
             Failing {

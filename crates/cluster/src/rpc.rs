@@ -215,11 +215,10 @@ impl Rpc {
     }
 
     /// Notes an exchange with `node` that got no answer within `after`. The
-    /// connection is dropped too: it may be wedged (a peer gone without a
-    /// reset), and the next call, or the recheck of a member marked down,
-    /// must find out afresh.
+    /// connection stays: other exchanges on it may be fine, and a member
+    /// that answers on it again (it was paused, or cut off without a reset)
+    /// is seen by the next answer.
     pub fn timed_out(&self, node: &NodeId, after: Duration) -> RpcError {
-        self.0.pool.forget(node);
         self.0.liveness.record_failure(node, false);
         RpcError::Timeout {
             node: node.clone(),

@@ -116,7 +116,6 @@ pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, No
         &node.tasks.background,
         Recheck {
             cluster: node.cluster.clone(),
-            stop: node.tasks.background.token().clone(),
             rounds: 0,
         },
         WorkerState::Idle,
@@ -192,7 +191,6 @@ fn build<S: Store>(cfg: NodeConfig, cluster: Cluster, store: S, tasks: Tasks) ->
 /// answers again is no longer skipped.
 struct Recheck {
     cluster: Cluster,
-    stop: tokio_util::sync::CancellationToken,
     rounds: u64,
 }
 
@@ -210,7 +208,7 @@ impl Worker for Recheck {
 
     async fn work(&mut self) -> Result<WorkerState, Self::Error> {
         self.rounds += 1;
-        self.cluster.recheck_down(&self.stop).await;
+        self.cluster.recheck_down().await;
         Ok(WorkerState::Idle)
     }
 

@@ -124,10 +124,14 @@ impl<S: Store> Engine<S> {
         let mut report = Report::default();
         let ring = self.cluster.ring();
         let mut work: JoinSet<EntryWork> = JoinSet::new();
+        // Whether the scan was cut short, or keys in motion were aborted:
+        // only then did the pass not finish.
+        let mut stopped = false;
         'ranges: for range in ranges {
             let mut cursor = None;
             loop {
                 if stop.is_cancelled() {
+                    stopped = true;
                     break 'ranges;
                 }
                 let page = match self.store.scan(range, cursor.as_ref(), PAGE).await {
@@ -145,7 +149,9 @@ impl<S: Store> Engine<S> {
                         p = self.budget.admit(meta.size) => p,
                     };
                     let Some(permits) = admitted else {
-                        if !stop.is_cancelled() {
+                        if stop.is_cancelled() {
+                            stopped = true;
+                        } else {
                             report.fail(&me, "the movement budget is closed");
                         }
                         break 'ranges;
@@ -168,18 +174,28 @@ impl<S: Store> Engine<S> {
                 }
             }
         }
-        if stop.is_cancelled() {
-            // Cancelled (its handle dropped, or the node stopping): the keys
-            // in motion stop too. Nothing partial is ever visible at their
-            // targets, and each is sent again by the next pass.
-            report.fail(&me, "the node is stopping");
-            work.abort_all();
-        }
-        while let Some(done) = work.join_next().await {
+        // Cancelled (its handle dropped, or the node stopping), before or
+        // while the last keys are in motion: those stop too. Nothing partial
+        // is ever visible at their targets, and each is sent again by the
+        // next pass.
+        let mut aborted = false;
+        loop {
+            let done = tokio::select! {
+                () = stop.cancelled(), if !aborted => {
+                    aborted = true;
+                    work.abort_all();
+                    continue;
+                }
+                done = work.join_next() => done,
+            };
             match done {
-                Err(e) if e.is_cancelled() => {}
-                done => absorb(&me, &mut report, done, progress),
+                None => break,
+                Some(Err(e)) if e.is_cancelled() => stopped = true,
+                Some(done) => absorb(&me, &mut report, done, progress),
             }
+        }
+        if stopped {
+            report.fail(&me, "the node is stopping");
         }
         report
     }
