@@ -1,6 +1,7 @@
 //! Membership with real nodes in one process: down marking, joining twice,
-//! remove (N copies restored, the removed node refused on restart) and a
-//! member back with a wiped data dir.
+//! remove (N copies restored, the removed node refused on restart), a
+//! member back with a wiped data dir, and the write quorum while a member
+//! joins.
 //!
 //! Nodes that restart keep their data in a `DiskStore` under a temporary
 //! directory, with `membership.json` beside it, as `mydht node` does.
@@ -185,5 +186,76 @@ async fn a_member_back_with_a_wiped_data_dir_gets_its_keys_before_it_serves_read
         async move { shown_as(&seed, &name).await == "up" }
     })
     .await;
+    cluster.shutdown().await;
+}
+
+/// While a member joins, a key has old owners and new ones; a write must be
+/// applied by W of each. Here two of three members are down while a fourth
+/// joins: a write through the third would once have counted the joiner and
+/// the third (which may be about to lose the key to the joiner) as W = 2,
+/// and become unreadable when the joiner died before the other owners
+/// caught up. Now it is refused, and every write that was acknowledged
+/// reads back after the joiner is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_during_a_join_needs_w_of_the_old_owners_and_w_of_the_new() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut cluster, dirs) = disk_cluster(tmp.path(), 3, 3).await;
+    let (x, y, z) = (
+        cluster.names[0].clone(),
+        cluster.names[1].clone(),
+        cluster.names[2].clone(),
+    );
+    let before: Vec<String> = (0..20).map(|i| format!("before-{i}")).collect();
+    for k in &before {
+        cluster.client(2).put(k, k.clone()).await.expect("put");
+    }
+    cluster.stop(0).await;
+    cluster.stop(1).await;
+    // A fourth node joins through the third; it stays joining while the
+    // others are down (they cannot send it their keys).
+    let joiner = start_in(&tmp.path().join("d"), 0, Some(&z), 3)
+        .await
+        .expect("joins");
+    let d = joiner.name().clone();
+    assert_eq!(shown_as(&z, &d).await, "joining");
+    let mut acknowledged = Vec::new();
+    for i in 0..30 {
+        let key = format!("during-{i}");
+        match cluster.client(2).put(&key, key.clone()).await {
+            Ok(_) => acknowledged.push(key),
+            Err(ClientError::Remote(ErrorReply::Quorum { acked, required })) => {
+                assert!(acked < required, "{key}: {acked} of {required}");
+            }
+            Err(e) => panic!("{key}: {e}"),
+        }
+    }
+    // Every key's old owners are x, y and z: with two of them down, no
+    // write can have W = 2 of them.
+    assert!(acknowledged.is_empty(), "acknowledged: {acknowledged:?}");
+    // The two come back, the join finishes, and the joiner dies.
+    cluster.nodes[0] = Some(
+        start_in(&dirs[0], port_of(&x), None, 3)
+            .await
+            .expect("x back"),
+    );
+    cluster.nodes[1] = Some(
+        start_in(&dirs[1], port_of(&y), None, 3)
+            .await
+            .expect("y back"),
+    );
+    wait_until("the joiner to be up", Duration::from_secs(30), || {
+        let (x, d) = (x.clone(), d.clone());
+        async move { shown_as(&x, &d).await == "up" }
+    })
+    .await;
+    joiner.shutdown().await;
+    for k in before.iter().chain(&acknowledged) {
+        let got = cluster.client(0).get(k).await.expect("get");
+        assert_eq!(
+            got.map(|g| g.bytes),
+            Some(bytes::Bytes::copy_from_slice(k.as_bytes())),
+            "{k} read back after the joiner died"
+        );
+    }
     cluster.shutdown().await;
 }

@@ -4,8 +4,9 @@
 //!
 //! A write is stamped once with this node's hybrid logical clock (past the
 //! newest version the client has seen), sent to the key's whole write set
-//! at once, and answered when W read-set replicas acknowledged
-//! ([`quorum`]); a retry with the same write id is answered with the first
+//! at once, and answered when W replicas acknowledged: W of the replicas
+//! holding the key now and, while members join or leave, W of those that
+//! will hold it after ([`quorum`]); a retry with the same write id is answered with the first
 //! outcome ([`dedup`]). A read asks the read set at once, answers with the
 //! newest version once R replicas answered, and repairs stale replicas in
 //! the background with that version, unchanged. Both give up early when so

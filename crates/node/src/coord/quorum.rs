@@ -3,13 +3,14 @@
 //!
 //! The coordinator sends to its targets at once and feeds each answer to a
 //! [`QuorumTracker`]; it answers the client as soon as the tracker is
-//! decided: `reached` (W acknowledgements from the counted members) or
-//! `impossible` (so many counted members failed or were skipped as down
-//! that W can no longer be reached, so there is no point waiting for the
-//! rest). Only counted members' answers count: a member about to lose the
-//! range (leaving) receives the write but does not vouch for it. Every
-//! target's outcome stays recorded, which is what a later hint for a
-//! missed replica needs. The acknowledgements reported on failure are
+//! decided: `reached` (every required set has its quorum) or `impossible`
+//! (so many members of some set failed or were skipped as down that its
+//! quorum can no longer be reached, so there is no point waiting for the
+//! rest). A write requires two sets while members join or leave (the old
+//! replicas and the new ones, as Garage counts a quorum in every live
+//! layout version), one otherwise; a read one. An answer counts toward
+//! every set its member is in. Every target's outcome stays recorded,
+//! which is what a later hint for a missed replica needs. The acknowledgements reported on failure are
 //! those in when the coordinator answered; targets still running may yet
 //! apply the write (it "may be partly applied").
 
@@ -30,50 +31,83 @@ pub(crate) enum TargetOutcome {
     Skipped,
 }
 
-/// A quorum count over one call's targets.
+/// One set of members that must acknowledge, and how many of them.
 #[derive(Debug)]
-pub(crate) struct QuorumTracker {
-    /// The targets asked, then the counted members skipped as down; each
-    /// with its outcome and whether it counts.
-    nodes: Vec<NodeId>,
-    outcomes: Vec<(TargetOutcome, bool)>,
-    counted: usize,
+struct Set {
+    /// Indices into the tracker's members.
+    members: Vec<usize>,
     quorum: usize,
     acked: usize,
     failed: usize,
 }
 
+impl Set {
+    fn reached(&self) -> bool {
+        self.acked >= self.quorum
+    }
+
+    fn impossible(&self) -> bool {
+        self.failed + self.quorum > self.members.len()
+    }
+}
+
+/// A quorum count over one call's targets.
+#[derive(Debug)]
+pub(crate) struct QuorumTracker {
+    /// The targets asked, then the members of a set skipped as down; each
+    /// with its outcome.
+    nodes: Vec<NodeId>,
+    outcomes: Vec<TargetOutcome>,
+    sets: Vec<Set>,
+}
+
 impl QuorumTracker {
-    /// A call sent to `targets`, needing `quorum` acknowledgements from
-    /// `counted`. Counted members that are not targets were skipped as down
-    /// and count as failed.
-    pub fn new<'a>(
-        targets: Vec<NodeId>,
-        counted: impl IntoIterator<Item = &'a NodeId>,
+    /// A call sent to `targets`; add the sets that must acknowledge with
+    /// [`require`](Self::require).
+    pub fn new(targets: Vec<NodeId>) -> Self {
+        Self {
+            outcomes: vec![TargetOutcome::Pending; targets.len()],
+            nodes: targets,
+            sets: Vec::new(),
+        }
+    }
+
+    /// `quorum` of `members` must acknowledge (at most all of them). A
+    /// member that is not a target was skipped as down and counts as
+    /// failed. A set equal to one already required is not counted twice.
+    pub fn require<'a>(
+        mut self,
+        members: impl IntoIterator<Item = &'a NodeId>,
         quorum: usize,
     ) -> Self {
-        let mut outcomes = vec![(TargetOutcome::Pending, false); targets.len()];
-        let mut nodes = targets;
-        let (mut n_counted, mut failed) = (0, 0);
-        for c in counted {
-            n_counted += 1;
-            match nodes.iter().position(|n| n == c) {
-                Some(i) => outcomes[i].1 = true,
+        let mut set = Vec::new();
+        for m in members {
+            let i = match self.nodes.iter().position(|n| n == m) {
+                Some(i) => i,
                 None => {
-                    nodes.push(c.clone());
-                    outcomes.push((TargetOutcome::Skipped, true));
-                    failed += 1;
+                    self.nodes.push(m.clone());
+                    self.outcomes.push(TargetOutcome::Skipped);
+                    self.nodes.len() - 1
                 }
-            }
+            };
+            set.push(i);
         }
-        Self {
-            nodes,
-            outcomes,
-            counted: n_counted,
-            quorum,
+        set.sort_unstable();
+        set.dedup();
+        if set.is_empty() || self.sets.iter().any(|s| s.members == set) {
+            return self;
+        }
+        let failed = set
+            .iter()
+            .filter(|&&i| self.outcomes[i] == TargetOutcome::Skipped)
+            .count();
+        self.sets.push(Set {
+            quorum: quorum.min(set.len()),
+            members: set,
             acked: 0,
             failed,
-        }
+        });
+        self
     }
 
     /// The members asked (the skipped ones follow them in [`Self::missed`]).
@@ -81,7 +115,7 @@ impl QuorumTracker {
         self.nodes
             .iter()
             .zip(&self.outcomes)
-            .filter(|(_, (o, _))| *o != TargetOutcome::Skipped)
+            .filter(|(_, o)| **o != TargetOutcome::Skipped)
             .map(|(n, _)| n)
     }
 
@@ -90,30 +124,32 @@ impl QuorumTracker {
         let Some(i) = self.nodes.iter().position(|n| n == node) else {
             return;
         };
-        let (outcome, counts) = &mut self.outcomes[i];
-        if *outcome != TargetOutcome::Pending {
+        if self.outcomes[i] != TargetOutcome::Pending {
             return;
         }
-        match result {
-            Ok(_) => {
-                *outcome = TargetOutcome::Acked;
-                self.acked += usize::from(*counts);
-            }
-            Err(e) => {
-                *outcome = TargetOutcome::Failed(e.to_string());
-                self.failed += usize::from(*counts);
+        let ok = result.is_ok();
+        self.outcomes[i] = match result {
+            Ok(_) => TargetOutcome::Acked,
+            Err(e) => TargetOutcome::Failed(e.to_string()),
+        };
+        for set in self.sets.iter_mut().filter(|s| s.members.contains(&i)) {
+            if ok {
+                set.acked += 1;
+            } else {
+                set.failed += 1;
             }
         }
     }
 
-    /// Enough counted members acknowledged.
+    /// Every set has its quorum (and there is one: a call nobody must
+    /// acknowledge is never done).
     pub fn reached(&self) -> bool {
-        self.acked >= self.quorum
+        !self.sets.is_empty() && self.sets.iter().all(Set::reached)
     }
 
-    /// So many counted members failed that the quorum cannot be reached.
+    /// Some set can no longer reach its quorum, or there is none.
     pub fn impossible(&self) -> bool {
-        self.failed + self.quorum > self.counted
+        self.sets.is_empty() || self.sets.iter().any(Set::impossible)
     }
 
     /// Reached or impossible: waiting longer changes nothing.
@@ -121,35 +157,35 @@ impl QuorumTracker {
         self.reached() || self.impossible()
     }
 
-    /// Acknowledgements from counted members so far.
-    pub fn acked(&self) -> usize {
-        self.acked
+    /// Acknowledgements so far and the quorum, of the set furthest from
+    /// its quorum (what a failed write reports).
+    pub fn shortfall(&self) -> (usize, usize) {
+        self.sets
+            .iter()
+            .filter(|s| !s.reached())
+            .min_by_key(|s| (s.acked, std::cmp::Reverse(s.quorum)))
+            .or_else(|| self.sets.first())
+            .map_or((0, 0), |s| (s.acked, s.quorum))
     }
 
-    /// The quorum needed.
-    pub fn quorum(&self) -> usize {
-        self.quorum
-    }
-
-    /// Members that were skipped or failed.
+    /// Members that were skipped or failed, the skipped first.
     pub fn missed(&self) -> Vec<NodeId> {
-        let skipped = self
-            .nodes
-            .iter()
-            .zip(&self.outcomes)
-            .filter(|(_, (o, _))| *o == TargetOutcome::Skipped);
-        let failed = self
-            .nodes
-            .iter()
-            .zip(&self.outcomes)
-            .filter(|(_, (o, _))| matches!(o, TargetOutcome::Failed(_)));
-        skipped.chain(failed).map(|(n, _)| n.clone()).collect()
+        let pick = |f: fn(&TargetOutcome) -> bool| {
+            self.nodes
+                .iter()
+                .zip(&self.outcomes)
+                .filter(move |(_, o)| f(o))
+                .map(|(n, _)| n.clone())
+        };
+        pick(|o| *o == TargetOutcome::Skipped)
+            .chain(pick(|o| matches!(o, TargetOutcome::Failed(_))))
+            .collect()
     }
 
     /// Every member's outcome so far.
     #[cfg_attr(not(test), allow(dead_code))]
     pub fn outcomes(&self) -> impl Iterator<Item = (&NodeId, &TargetOutcome)> {
-        self.nodes.iter().zip(self.outcomes.iter().map(|(o, _)| o))
+        self.nodes.iter().zip(&self.outcomes)
     }
 }
 
@@ -170,20 +206,20 @@ mod tests {
     }
 
     #[test]
-    fn a_quorum_is_reached_by_counted_members_only() {
+    fn only_members_of_a_required_set_count() {
         let (a, b, c, l) = (id("a:1"), id("b:1"), id("c:1"), id("leaving:1"));
-        let mut t = QuorumTracker::new(
-            vec![a.clone(), b.clone(), c.clone(), l.clone()],
-            &[a.clone(), b.clone(), c.clone()],
-            2,
-        );
+        let mut t = QuorumTracker::new(vec![a.clone(), b.clone(), c.clone(), l.clone()])
+            .require(&[a.clone(), b.clone(), c.clone()], 2);
         t.record(&l, &ok());
-        assert!(!t.reached(), "a leaving member's ack does not count");
+        assert!(
+            !t.reached(),
+            "a member outside every required set does not count"
+        );
         t.record(&a, &ok());
         assert!(!t.decided());
         t.record(&b, &ok());
         assert!(t.reached());
-        assert_eq!(t.acked(), 2);
+        assert_eq!(t.shortfall(), (2, 2));
         assert_eq!(
             t.outcomes().find(|(n, _)| **n == c).map(|(_, o)| o),
             Some(&TargetOutcome::Pending)
@@ -194,11 +230,8 @@ mod tests {
     fn quorum_is_impossible_once_too_many_counted_members_fail_or_are_down() {
         let (a, b, c) = (id("a:1"), id("b:1"), id("c:1"));
         // c is down: skipped, and one failure more makes W = 2 of 3 impossible.
-        let mut t = QuorumTracker::new(
-            vec![a.clone(), b.clone()],
-            &[a.clone(), b.clone(), c.clone()],
-            2,
-        );
+        let mut t = QuorumTracker::new(vec![a.clone(), b.clone()])
+            .require(&[a.clone(), b.clone(), c.clone()], 2);
         assert_eq!(t.targets().count(), 2);
         assert!(!t.impossible());
         t.record(&b, &err());
@@ -207,6 +240,40 @@ mod tests {
         // An answer counts once, however often it is recorded.
         t.record(&a, &ok());
         t.record(&a, &ok());
-        assert_eq!(t.acked(), 1);
+        assert_eq!(t.shortfall(), (1, 2));
+    }
+
+    #[test]
+    fn during_a_change_both_replica_sets_must_reach_their_quorum() {
+        // Old owners x, y, z; z loses the range to the joiner d.
+        let (x, y, z, d) = (id("x:1"), id("y:1"), id("z:1"), id("d:1"));
+        let old = [x.clone(), y.clone(), z.clone()];
+        let new = [x.clone(), y.clone(), d.clone()];
+        // x and y are down: only z and d are asked.
+        let mut t = QuorumTracker::new(vec![z.clone(), d.clone()])
+            .require(&old, 2)
+            .require(&new, 2);
+        t.record(&z, &ok());
+        t.record(&d, &ok());
+        assert!(!t.reached(), "z and d make two acks, but one per set");
+        assert!(t.impossible());
+        assert_eq!(t.shortfall(), (1, 2));
+        // With everyone up, W of each set is enough.
+        let mut t = QuorumTracker::new(vec![x.clone(), y.clone(), z.clone(), d.clone()])
+            .require(&old, 2)
+            .require(&new, 2);
+        t.record(&z, &ok());
+        t.record(&d, &ok());
+        t.record(&x, &ok());
+        assert!(t.reached(), "x is in both sets");
+        // The same set required twice counts once; a set smaller than the
+        // quorum needs all its members.
+        let t = QuorumTracker::new(vec![x.clone()])
+            .require(std::slice::from_ref(&x), 2)
+            .require(std::slice::from_ref(&x), 2);
+        assert_eq!(t.shortfall(), (0, 1));
+        // Nobody to acknowledge is never a success.
+        let t = QuorumTracker::new(Vec::new()).require(&[], 1);
+        assert!(!t.reached() && t.impossible());
     }
 }

@@ -26,7 +26,7 @@ impl<S: Store> Coordinator<S> {
         let r = quorum_of(r, quorum.r(), quorum.n(), "r")?;
         let pos = Position::of_key(&key);
         let targets = ring.read_set(pos, |n| c.cluster.is_down(n)).to_vec();
-        let mut tracker = QuorumTracker::new(targets, ring.preference_list(pos).iter(), r);
+        let mut tracker = QuorumTracker::new(targets).require(ring.preference_list(pos).iter(), r);
         let me = c.cluster.me();
         let local = tracker.targets().any(|n| n == me);
         let remote = tracker
@@ -55,7 +55,7 @@ impl<S: Store> Coordinator<S> {
         .await;
         if !tracker.reached() {
             return Err(CoordError::Unavailable {
-                answered: tracker.acked(),
+                answered: tracker.shortfall().0,
                 required: r,
                 nodes: tracker.missed(),
             });

@@ -1,5 +1,6 @@
 //! put and del, coordinated: stamp once, send to the whole write set at
-//! once, answer when W read-set replicas acknowledged.
+//! once, answer when W replicas acknowledged, W of the old replica set and
+//! W of the new one while members join or leave.
 //!
 //! A delete is a write of a tombstone. Replicas that have not answered when
 //! the quorum is decided keep going in the background; a replica that
@@ -13,7 +14,7 @@
 
 use bytes::Bytes;
 use mydht_proto::{Version, WriteId};
-use mydht_ring::{MemberState, NodeId, Position};
+use mydht_ring::{NodeId, Placement, Position};
 use mydht_store::Store;
 
 use super::dedup::Claim;
@@ -59,15 +60,14 @@ impl<S: Store> Coordinator<S> {
         let version = driving.version.clone();
         let pos = Position::of_key(&key);
         let targets = ring.write_set(pos, |n| c.cluster.is_down(n)).to_vec();
-        // Acks count from members that will keep the key: the current owners
-        // but a leaving one (its copy goes with it), and the members taking
-        // over a range.
-        let owners = ring.write_set(pos, |_| false);
-        let counted = owners.iter().filter(|n| {
-            ring.member(n)
-                .is_some_and(|m| m.state() != MemberState::Leaving)
-        });
-        let tracker = QuorumTracker::new(targets, counted, w);
+        // While members join or leave, a key has an old replica set (who
+        // holds complete data now, and answers reads) and a new one (who
+        // will once the change is done): W of each must apply the write, so
+        // that it is readable now and stays so after the change, whichever
+        // members it moves.
+        let tracker = QuorumTracker::new(targets)
+            .require(ring.placement(Placement::Current, pos).iter(), w)
+            .require(ring.placement(Placement::Target, pos).iter(), w);
         let deleted = matches!(write, Write::Tombstone);
         let tracker = match write {
             Write::Value(v) => self.replicate(&key, &version, Some(v), tracker).await,
@@ -90,10 +90,8 @@ impl<S: Store> Coordinator<S> {
             Ok(written)
         } else {
             driving.finish(None);
-            Err(CoordError::Quorum {
-                acked: tracker.acked(),
-                required: tracker.quorum(),
-            })
+            let (acked, required) = tracker.shortfall();
+            Err(CoordError::Quorum { acked, required })
         }
     }
 
