@@ -322,6 +322,27 @@ impl Ring {
         set
     }
 
+    /// The key's replicas now (who holds complete data) and, while members
+    /// join or leave and the two differ, the replicas it will have once the
+    /// change is done: a write must reach a quorum in each. One lookup.
+    pub fn owner_sets(&self, pos: Position) -> (ReplicaSet<'_>, Option<ReplicaSet<'_>>) {
+        let mut current = ReplicaSet::empty(self);
+        let mut target = ReplicaSet::empty(self);
+        if let Some(i) = self.token_index(pos) {
+            for &m in self.list_at(Placement::Current, i) {
+                current.push(m);
+            }
+            for &m in self.list_at(Placement::Target, i) {
+                target.push(m);
+            }
+        }
+        let same = current.len == target.len
+            && target.idx[..target.len]
+                .iter()
+                .all(|&m| current.contains_index(m));
+        (current, (!same).then_some(target))
+    }
+
     /// The key's preference list: the first effective-N distinct members
     /// holding data, walking clockwise from `pos`. This is what `whereis`
     /// prints.

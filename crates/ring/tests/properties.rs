@@ -77,6 +77,36 @@ proptest! {
         }
     }
 
+    /// A key's owner sets are its current placement and, only when it
+    /// differs as a set, its target placement.
+    #[test]
+    fn owner_sets_are_the_current_and_a_differing_target_placement(
+        names in names(2..=8),
+        n in 1usize..=4,
+        joining in 0usize..2,
+        positions in prop::collection::vec(any::<u64>(), 16),
+    ) {
+        let mut members = up(&names);
+        if joining == 1 {
+            members[0] = Member::new(members[0].id().clone(), MemberState::Joining);
+        }
+        let r = ring(n, 16, members);
+        for p in positions {
+            let pos = Position(p);
+            let (current, target) = r.owner_sets(pos);
+            let now = set(&r, Placement::Current, pos);
+            let next = set(&r, Placement::Target, pos);
+            prop_assert_eq!(current.iter().cloned().collect::<BTreeSet<_>>(), now.clone());
+            match target {
+                None => prop_assert_eq!(&now, &next),
+                Some(t) => {
+                    prop_assert_ne!(&now, &next);
+                    prop_assert_eq!(t.iter().cloned().collect::<BTreeSet<_>>(), next);
+                }
+            }
+        }
+    }
+
     /// Property 2: Placement depends only on the member set, not on the order the
     /// members were given in.
     #[test]

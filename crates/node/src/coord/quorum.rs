@@ -34,12 +34,17 @@ pub(crate) enum TargetOutcome {
 /// One set of members that must acknowledge, and how many of them.
 #[derive(Debug)]
 struct Set {
-    /// Indices into the tracker's members.
-    members: Vec<usize>,
+    /// Bit `i` stands for the tracker's member `i`.
+    members: u64,
+    size: usize,
     quorum: usize,
     acked: usize,
     failed: usize,
 }
+
+/// The most members one call can involve: a key's old and new replica
+/// sets together are at most twice the largest N.
+const MAX_MEMBERS: usize = 64;
 
 impl Set {
     fn reached(&self) -> bool {
@@ -47,7 +52,7 @@ impl Set {
     }
 
     fn impossible(&self) -> bool {
-        self.failed + self.quorum > self.members.len()
+        self.failed + self.quorum > self.size
     }
 }
 
@@ -58,7 +63,43 @@ pub(crate) struct QuorumTracker {
     /// with its outcome.
     nodes: Vec<NodeId>,
     outcomes: Vec<TargetOutcome>,
-    sets: Vec<Set>,
+    /// The required sets: the first two inline (a write needs at most an
+    /// old and a new one), so a call allocates nothing for them.
+    sets: Sets,
+}
+
+#[derive(Debug, Default)]
+struct Sets {
+    first: Option<Set>,
+    second: Option<Set>,
+    more: Vec<Set>,
+}
+
+impl Sets {
+    fn iter(&self) -> impl Iterator<Item = &Set> {
+        self.first.iter().chain(&self.second).chain(&self.more)
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Set> {
+        self.first
+            .iter_mut()
+            .chain(&mut self.second)
+            .chain(&mut self.more)
+    }
+
+    fn push(&mut self, set: Set) {
+        if self.first.is_none() {
+            self.first = Some(set);
+        } else if self.second.is_none() {
+            self.second = Some(set);
+        } else {
+            self.more.push(set);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
 }
 
 impl QuorumTracker {
@@ -68,7 +109,7 @@ impl QuorumTracker {
         Self {
             outcomes: vec![TargetOutcome::Pending; targets.len()],
             nodes: targets,
-            sets: Vec::new(),
+            sets: Sets::default(),
         }
     }
 
@@ -80,7 +121,8 @@ impl QuorumTracker {
         members: impl IntoIterator<Item = &'a NodeId>,
         quorum: usize,
     ) -> Self {
-        let mut set = Vec::new();
+        let mut mask = 0u64;
+        let mut failed = 0;
         for m in members {
             let i = match self.nodes.iter().position(|n| n == m) {
                 Some(i) => i,
@@ -90,20 +132,26 @@ impl QuorumTracker {
                     self.nodes.len() - 1
                 }
             };
-            set.push(i);
+            if i >= MAX_MEMBERS {
+                // More members than a ring can give one key: count the set
+                // as one that cannot be reached rather than miscount it.
+                failed = usize::MAX / 2;
+                continue;
+            }
+            let bit = 1u64 << i;
+            if mask & bit == 0 {
+                mask |= bit;
+                failed += usize::from(self.outcomes[i] == TargetOutcome::Skipped);
+            }
         }
-        set.sort_unstable();
-        set.dedup();
-        if set.is_empty() || self.sets.iter().any(|s| s.members == set) {
+        if mask == 0 || self.sets.iter().any(|s| s.members == mask) {
             return self;
         }
-        let failed = set
-            .iter()
-            .filter(|&&i| self.outcomes[i] == TargetOutcome::Skipped)
-            .count();
+        let size = mask.count_ones() as usize;
         self.sets.push(Set {
-            quorum: quorum.min(set.len()),
-            members: set,
+            members: mask,
+            size,
+            quorum: quorum.min(size),
             acked: 0,
             failed,
         });
@@ -132,7 +180,8 @@ impl QuorumTracker {
             Ok(_) => TargetOutcome::Acked,
             Err(e) => TargetOutcome::Failed(e.to_string()),
         };
-        for set in self.sets.iter_mut().filter(|s| s.members.contains(&i)) {
+        let bit = if i < MAX_MEMBERS { 1u64 << i } else { 0 };
+        for set in self.sets.iter_mut().filter(|s| s.members & bit != 0) {
             if ok {
                 set.acked += 1;
             } else {
@@ -164,7 +213,7 @@ impl QuorumTracker {
             .iter()
             .filter(|s| !s.reached())
             .min_by_key(|s| (s.acked, std::cmp::Reverse(s.quorum)))
-            .or_else(|| self.sets.first())
+            .or(self.sets.first.as_ref())
             .map_or((0, 0), |s| (s.acked, s.quorum))
     }
 

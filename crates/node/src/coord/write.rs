@@ -14,7 +14,7 @@
 
 use bytes::Bytes;
 use mydht_proto::{Version, WriteId};
-use mydht_ring::{NodeId, Placement, Position};
+use mydht_ring::{NodeId, Position};
 use mydht_store::Store;
 
 use super::dedup::Claim;
@@ -65,25 +65,24 @@ impl<S: Store> Coordinator<S> {
         // will once the change is done): W of each must apply the write, so
         // that it is readable now and stays so after the change, whichever
         // members it moves.
-        let tracker = QuorumTracker::new(targets)
-            .require(ring.placement(Placement::Current, pos).iter(), w)
-            .require(ring.placement(Placement::Target, pos).iter(), w);
+        let (now, next) = ring.owner_sets(pos);
+        let mut tracker = QuorumTracker::new(targets).require(now.iter(), w);
+        if let Some(next) = next {
+            tracker = tracker.require(next.iter(), w);
+        }
         let deleted = matches!(write, Write::Tombstone);
-        let tracker = match write {
-            Write::Value(v) => self.replicate(&key, &version, Some(v), tracker).await,
-            Write::Tombstone => self.replicate(&key, &version, None, tracker).await,
+        match write {
+            Write::Value(v) => self.replicate(&key, &version, Some(v), &mut tracker).await,
+            Write::Tombstone => self.replicate(&key, &version, None, &mut tracker).await,
             Write::Stream(value) => {
                 // Boxed: only large values stream, and every write's task
                 // would otherwise carry the fan-out's state.
-                match Box::pin(self.fan_out(&key, &version, value, tracker)).await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        driving.finish(None);
-                        return Err(e);
-                    }
+                if let Err(e) = Box::pin(self.fan_out(&key, &version, value, &mut tracker)).await {
+                    driving.finish(None);
+                    return Err(e);
                 }
             }
-        };
+        }
         if tracker.reached() {
             let written = Written { version, deleted };
             driving.finish(Some(&written));
@@ -102,8 +101,8 @@ impl<S: Store> Coordinator<S> {
         key: &Bytes,
         version: &Version,
         value: Option<Bytes>,
-        mut tracker: QuorumTracker,
-    ) -> QuorumTracker {
+        tracker: &mut QuorumTracker,
+    ) {
         let c = &self.0;
         let me = c.cluster.me();
         let local = tracker.targets().any(|n| n == me);
@@ -131,8 +130,7 @@ impl<S: Store> Coordinator<S> {
             }
             tracker.record(me, &result);
         }
-        until_decided(&mut tracker, &mut answers, |_, _| {}).await;
-        tracker
+        until_decided(tracker, &mut answers, |_, _| {}).await;
     }
 
     /// Streams the incoming value to every target at once; returns once
@@ -142,8 +140,8 @@ impl<S: Store> Coordinator<S> {
         key: &Bytes,
         version: &Version,
         value: ValueStream,
-        mut tracker: QuorumTracker,
-    ) -> Result<QuorumTracker, CoordError> {
+        tracker: &mut QuorumTracker,
+    ) -> Result<(), CoordError> {
         let c = &self.0;
         let targets: Vec<NodeId> = tracker.targets().cloned().collect();
         let (feed, branches) = tee(value, &targets, PER_REPLICA_QUEUE, c.request_timeout);
@@ -155,7 +153,7 @@ impl<S: Store> Coordinator<S> {
                 }
             });
         feed.run().await?;
-        until_decided(&mut tracker, &mut answers, |_, _| {}).await;
-        Ok(tracker)
+        until_decided(tracker, &mut answers, |_, _| {}).await;
+        Ok(())
     }
 }
