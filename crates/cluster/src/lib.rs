@@ -386,9 +386,5 @@ impl Cluster {
 
 /// The members of `ring` that are not removed, but `me`.
 fn others(ring: &Ring, me: &NodeId) -> Vec<NodeId> {
-    ring.members()
-        .iter()
-        .filter(|m| m.state() != MemberState::Removed && m.id() != me)
-        .map(|m| m.id().clone())
-        .collect()
+    view::others(ring.members(), me)
 }

@@ -153,11 +153,7 @@ impl View {
     /// Every member that is not removed, but `me`: whom a member tells
     /// about a change or asks for anything cluster-wide.
     pub fn others(&self, me: &NodeId) -> Vec<NodeId> {
-        self.members
-            .iter()
-            .filter(|m| m.state() != MemberState::Removed && m.id() != me)
-            .map(|m| m.id().clone())
-            .collect()
+        others(&self.members, me)
     }
 
     /// This view with `node` in `state`, at the same epoch: the view before
@@ -243,6 +239,15 @@ impl View {
         members.push(Member::new(node.clone(), MemberState::Joining));
         Self::new(self.params, epoch, members)
     }
+}
+
+/// The members that are not removed, but `me`.
+pub(crate) fn others(members: &[Member], me: &NodeId) -> Vec<NodeId> {
+    members
+        .iter()
+        .filter(|m| m.state() != MemberState::Removed && m.id() != me)
+        .map(|m| m.id().clone())
+        .collect()
 }
 
 #[cfg(test)]

@@ -103,23 +103,25 @@ impl Sets {
 }
 
 impl QuorumTracker {
-    /// A call sent to `targets`; add the sets that must acknowledge with
-    /// [`require`](Self::require).
-    pub fn new(targets: Vec<NodeId>) -> Self {
+    /// A call with nobody to ask yet; [`require`](Self::require) adds the
+    /// sets that must acknowledge, and their members are who it asks.
+    pub fn new() -> Self {
         Self {
-            outcomes: vec![TargetOutcome::Pending; targets.len()],
-            nodes: targets,
+            nodes: Vec::new(),
+            outcomes: Vec::new(),
             sets: Sets::default(),
         }
     }
 
-    /// `quorum` of `members` must acknowledge (at most all of them). A
-    /// member that is not a target was skipped as down and counts as
+    /// `quorum` of `members` must acknowledge (at most all of them). Each
+    /// member is asked once, in the order first required, unless `is_down`
+    /// says this node considers it down: then it is skipped and counts as
     /// failed. A set equal to one already required is not counted twice.
     pub fn require<'a>(
         mut self,
         members: impl IntoIterator<Item = &'a NodeId>,
         quorum: usize,
+        is_down: impl Fn(&NodeId) -> bool,
     ) -> Self {
         let mut mask = 0u64;
         let mut failed = 0;
@@ -128,7 +130,11 @@ impl QuorumTracker {
                 Some(i) => i,
                 None => {
                     self.nodes.push(m.clone());
-                    self.outcomes.push(TargetOutcome::Skipped);
+                    self.outcomes.push(if is_down(m) {
+                        TargetOutcome::Skipped
+                    } else {
+                        TargetOutcome::Pending
+                    });
                     self.nodes.len() - 1
                 }
             };
@@ -254,11 +260,17 @@ mod tests {
         Err("refused".into())
     }
 
+    fn up(_: &NodeId) -> bool {
+        false
+    }
+
     #[test]
     fn only_members_of_a_required_set_count() {
         let (a, b, c, l) = (id("a:1"), id("b:1"), id("c:1"), id("leaving:1"));
-        let mut t = QuorumTracker::new(vec![a.clone(), b.clone(), c.clone(), l.clone()])
-            .require(&[a.clone(), b.clone(), c.clone()], 2);
+        // l is asked too (say, by another set) but counts for none here.
+        let mut t = QuorumTracker::new()
+            .require(&[a.clone(), b.clone(), c.clone()], 2, up)
+            .require(std::slice::from_ref(&l), 0, up);
         t.record(&l, &ok());
         assert!(
             !t.reached(),
@@ -279,8 +291,8 @@ mod tests {
     fn quorum_is_impossible_once_too_many_counted_members_fail_or_are_down() {
         let (a, b, c) = (id("a:1"), id("b:1"), id("c:1"));
         // c is down: skipped, and one failure more makes W = 2 of 3 impossible.
-        let mut t = QuorumTracker::new(vec![a.clone(), b.clone()])
-            .require(&[a.clone(), b.clone(), c.clone()], 2);
+        let down = |n: &NodeId| *n == c;
+        let mut t = QuorumTracker::new().require(&[a.clone(), b.clone(), c.clone()], 2, down);
         assert_eq!(t.targets().count(), 2);
         assert!(!t.impossible());
         t.record(&b, &err());
@@ -299,30 +311,31 @@ mod tests {
         let old = [x.clone(), y.clone(), z.clone()];
         let new = [x.clone(), y.clone(), d.clone()];
         // x and y are down: only z and d are asked.
-        let mut t = QuorumTracker::new(vec![z.clone(), d.clone()])
-            .require(&old, 2)
-            .require(&new, 2);
+        let down = |n: &NodeId| *n == x || *n == y;
+        let mut t = QuorumTracker::new()
+            .require(&old, 2, down)
+            .require(&new, 2, down);
         t.record(&z, &ok());
         t.record(&d, &ok());
         assert!(!t.reached(), "z and d make two acks, but one per set");
         assert!(t.impossible());
         assert_eq!(t.shortfall(), (1, 2));
         // With everyone up, W of each set is enough.
-        let mut t = QuorumTracker::new(vec![x.clone(), y.clone(), z.clone(), d.clone()])
-            .require(&old, 2)
-            .require(&new, 2);
+        let mut t = QuorumTracker::new()
+            .require(&old, 2, up)
+            .require(&new, 2, up);
         t.record(&z, &ok());
         t.record(&d, &ok());
         t.record(&x, &ok());
         assert!(t.reached(), "x is in both sets");
         // The same set required twice counts once; a set smaller than the
         // quorum needs all its members.
-        let t = QuorumTracker::new(vec![x.clone()])
-            .require(std::slice::from_ref(&x), 2)
-            .require(std::slice::from_ref(&x), 2);
+        let t = QuorumTracker::new()
+            .require(std::slice::from_ref(&x), 2, up)
+            .require(std::slice::from_ref(&x), 2, up);
         assert_eq!(t.shortfall(), (0, 1));
         // Nobody to acknowledge is never a success.
-        let t = QuorumTracker::new(Vec::new()).require(&[], 1);
+        let t = QuorumTracker::new().require(&[], 1, up);
         assert!(!t.reached() && t.impossible());
     }
 }

@@ -25,8 +25,9 @@ impl<S: Store> Coordinator<S> {
         let quorum = ring.quorum();
         let r = quorum_of(r, quorum.r(), quorum.n(), "r")?;
         let pos = Position::of_key(&key);
-        let targets = ring.read_set(pos, |n| c.cluster.is_down(n)).to_vec();
-        let mut tracker = QuorumTracker::new(targets).require(ring.preference_list(pos).iter(), r);
+        let mut tracker = QuorumTracker::new().require(ring.preference_list(pos).iter(), r, |n| {
+            c.cluster.is_down(n)
+        });
         let me = c.cluster.me();
         let local = tracker.targets().any(|n| n == me);
         let remote = tracker

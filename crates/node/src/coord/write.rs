@@ -59,16 +59,16 @@ impl<S: Store> Coordinator<S> {
         };
         let version = driving.version.clone();
         let pos = Position::of_key(&key);
-        let targets = ring.write_set(pos, |n| c.cluster.is_down(n)).to_vec();
         // While members join or leave, a key has an old replica set (who
         // holds complete data now, and answers reads) and a new one (who
-        // will once the change is done): W of each must apply the write, so
-        // that it is readable now and stays so after the change, whichever
-        // members it moves.
+        // will once the change is done): both receive the write, and W of
+        // each must apply it, so that it is readable now and stays so after
+        // the change, whichever members it moves.
         let (now, next) = ring.owner_sets(pos);
-        let mut tracker = QuorumTracker::new(targets).require(now.iter(), w);
+        let down = |n: &NodeId| c.cluster.is_down(n);
+        let mut tracker = QuorumTracker::new().require(now.iter(), w, down);
         if let Some(next) = next {
-            tracker = tracker.require(next.iter(), w);
+            tracker = tracker.require(next.iter(), w, down);
         }
         let deleted = matches!(write, Write::Tombstone);
         match write {

@@ -6,7 +6,7 @@ use mydht_proto::Response;
 use mydht_ring::Position;
 use mydht_store::{Stamp, Store};
 
-use super::{Reply, internal};
+use super::{Reply, failed};
 use crate::node::Node;
 
 pub(crate) async fn haskey<S: Store>(node: &Node<S>, key: &[u8]) -> Reply {
@@ -15,7 +15,7 @@ pub(crate) async fn haskey<S: Store>(node: &Node<S>, key: &[u8]) -> Reply {
             timestamp: Some(v.timestamp),
         }),
         Ok(Some(Stamp::Tombstone(_)) | None) => Reply::Plain(Response::HasKey { timestamp: None }),
-        Err(e) => Reply::error(internal(&e)),
+        Err(e) => Reply::error(failed(&e)),
     }
 }
 

@@ -15,7 +15,7 @@ mod members;
 mod replica;
 
 use mydht_proto::{ErrorReply, Request, Response};
-use mydht_store::{Store, StoreError};
+use mydht_store::Store;
 
 use crate::node::Node;
 use crate::value::{BodyIn, ValueStream};
@@ -82,14 +82,8 @@ pub(crate) async fn route<S: Store>(
     }
 }
 
-/// A store failure as it travels: nothing was acknowledged.
-pub(crate) fn internal(e: &StoreError) -> ErrorReply {
-    ErrorReply::Internal {
-        reason: e.to_string(),
-    }
-}
-
-/// Any other failure of this node, as it travels.
+/// A failure of this node (its store, its membership), as it travels:
+/// nothing was acknowledged.
 pub(crate) fn failed(e: &impl std::fmt::Display) -> ErrorReply {
     ErrorReply::Internal {
         reason: e.to_string(),

@@ -11,7 +11,7 @@ use mydht_proto::{ErrorReply, Held, Payload, ReplicaEntry, Response, Version};
 use mydht_ring::{Position, TokenRange};
 use mydht_store::{Stamp, Store};
 
-use super::{Reply, internal};
+use super::{Reply, failed};
 use crate::node::Node;
 use crate::replication::Found;
 use crate::value::sink::{ToStoreError, to_store};
@@ -66,7 +66,7 @@ pub(crate) async fn serve_store<S: Store>(
         Ok(o) => Reply::Plain(Response::ReplicaStored {
             applied: o.applied(),
         }),
-        Err(ToStoreError::Store(e)) => Reply::error(internal(&e)),
+        Err(ToStoreError::Store(e)) => Reply::error(failed(&e)),
         Err(ToStoreError::Value(e)) => Reply::error(crate::coord::CoordError::Value(e).into()),
     }
 }
@@ -98,7 +98,7 @@ pub(crate) async fn serve_fetch<S: Store>(node: &Node<S>, key: &[u8]) -> Reply {
                 value,
             ),
         },
-        Err(e) => Reply::error(internal(&e)),
+        Err(e) => Reply::error(failed(&e)),
     }
 }
 
@@ -108,7 +108,7 @@ pub(crate) async fn serve_probe<S: Store>(node: &Node<S>, key: &[u8]) -> Reply {
         Ok(None) => Reply::Plain(Response::Held(Held::Absent)),
         Ok(Some(Stamp::Value(v))) => Reply::Plain(Response::Held(Held::Value(v))),
         Ok(Some(Stamp::Tombstone(v))) => Reply::Plain(Response::Held(Held::Tombstone(v))),
-        Err(e) => Reply::error(internal(&e)),
+        Err(e) => Reply::error(failed(&e)),
     }
 }
 
@@ -120,6 +120,6 @@ pub(crate) async fn serve_digest<S: Store>(node: &Node<S>, start: u64, end: u64)
             count: d.count,
             hash: d.hash,
         }),
-        Err(e) => Reply::error(internal(&e)),
+        Err(e) => Reply::error(failed(&e)),
     }
 }
