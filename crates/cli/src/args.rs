@@ -164,9 +164,12 @@ pub struct NodeArgs {
 
 #[derive(Args, Debug)]
 pub struct ClientArgs {
-    /// put, get, del, haskey, whereis, purge, remove or balance.
+    /// put, get, del, haskey, whereis, purge, remove, balance or ring.
     #[arg(short = 'c', long = "command")]
     pub command: String,
+    /// For ring: print JSON (as `GET /v1/ring` serves it) instead of a table.
+    #[arg(long = "json")]
+    pub json: bool,
     /// The key (for remove: the node to remove).
     #[arg(short = 'k', long = "key")]
     pub key: Option<String>,

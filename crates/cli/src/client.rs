@@ -24,6 +24,7 @@ enum Op {
     Purge,
     Balance,
     Remove { node: mydht_client::NodeId },
+    Ring { json: bool },
 }
 
 enum Source {
@@ -120,6 +121,9 @@ pub async fn run(command: Command) -> ExitCode {
         Op::Purge => admin("PURGE", client.purge().await),
         Op::Balance => admin("BALANCE", client.balance().await),
         Op::Remove { node } => admin("REMOVE", client.remove(&node).await),
+        // Over HTTP on the same port: the ring report is the node's view,
+        // liveness included, not a data-path call.
+        Op::Ring { json } => crate::ring::run(&target.addr(), json).await,
     }
 }
 
@@ -163,6 +167,7 @@ fn parse(command: Command) -> Result<(Op, Target), ExitCode> {
                     key: key("whereis")?,
                 },
                 "purge" => Op::Purge,
+                "ring" => Op::Ring { json: c.json },
                 "balance" => Op::Balance,
                 "remove" => {
                     let name = key("remove")?;

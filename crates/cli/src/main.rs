@@ -14,6 +14,7 @@ mod args;
 mod bench;
 mod client;
 mod node;
+mod ring;
 
 use std::process::ExitCode;
 

@@ -32,7 +32,14 @@ pub async fn run(args: NodeArgs) -> ExitCode {
             if wait_for_signal(&node).await && leave_on_signal {
                 return leave(node, leave_deadline).await;
             }
+            let removed = node.removed();
             node.shutdown().await;
+            if removed {
+                eprintln!(
+                    "mydht: another member removed this node from the ring; it stopped (wipe its data directory to join again)"
+                );
+                return ExitCode::from(1);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -17,7 +17,8 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum ViewError {
-    /// The member was removed; only its own join brings it back.
+    /// The member was removed; only its own join brings it back (as a new
+    /// incarnation).
     #[error("{node} was removed from the ring")]
     Removed {
         /// The member.
@@ -27,13 +28,6 @@ pub enum ViewError {
     #[error("{node} is not a member of the ring")]
     NotMember {
         /// The node.
-        node: NodeId,
-    },
-    /// Another member announced this node's own state: only a member
-    /// itself announces its state.
-    #[error("a member's own state is its own to announce")]
-    OwnState {
-        /// This node.
         node: NodeId,
     },
     /// The view's settings or members build no ring.

@@ -7,16 +7,17 @@
 //! pooled connection per member behind a transport seam ([`net`]), and the
 //! typed [`Rpc`] helper every call to another member goes through. It also
 //! runs the membership procedures that are pure cluster business: joining
-//! through a seed, admitting a joiner and announcing it, announcing this
-//! node's own state, and checking on restart that this node was not
-//! removed while it was away.
+//! through a seed, admitting a joiner, spreading this node's own state,
+//! gossip, and checking on restart that this node was not removed while it
+//! was away.
 //!
 //! It knows nothing of storage, keys or data movement (that is
 //! `mydht-node`, which reacts to ring changes), and runs no background
 //! loop of its own: the node owns every task, and drives the steps this
-//! crate offers ([`Cluster::recheck_down`]). Announcements are best-effort
-//! today; versioned gossip that repairs a missed one plugs into
-//! [`View::merge`].
+//! crate offers ([`Cluster::recheck_down`], [`Cluster::gossip_round`]).
+//! A change is spread to every member at once, best-effort; gossip rounds
+//! (compare ring versions with one member, exchange views when they
+//! differ) repair whatever a member missed.
 
 mod error;
 mod liveness;
@@ -27,13 +28,16 @@ mod pool;
 mod rpc;
 mod view;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mydht_proto::{Limits, Members, Request};
-use mydht_ring::{MemberState, NodeId, Ring, RingParams};
+use mydht_ring::{MemberState, NodeId, Ring, RingParams, RingVersion};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -81,6 +85,19 @@ struct Inner {
     request_timeout: Duration,
     /// Where fire-and-forget announcements run, so shutdown waits for them.
     tasks: TaskTracker,
+    /// Whose turn it is to be asked in a gossip round.
+    gossip_turn: AtomicUsize,
+    /// The ring version each member last held, as gossip heard it.
+    heard: Mutex<HashMap<NodeId, Heard>>,
+}
+
+/// A member's ring version, as gossip last heard it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heard {
+    /// Its ring version then.
+    pub version: RingVersion,
+    /// When.
+    pub at: Instant,
 }
 
 impl Cluster {
@@ -103,6 +120,7 @@ impl Cluster {
         ));
         let pool = Pool::new(cfg.me.clone(), dialer, cfg.limits, cfg.connect_timeout);
         let rpc = Rpc::new(pool, liveness.clone(), cfg.request_timeout, stop);
+        let turn = start_turn(&cfg.me);
         Ok((
             Self(Arc::new(Inner {
                 me: cfg.me,
@@ -111,6 +129,10 @@ impl Cluster {
                 rpc,
                 request_timeout: cfg.request_timeout,
                 tasks,
+                // Members start their turns at different places, so the
+                // rounds of a restarted cluster do not all ask one member.
+                gossip_turn: AtomicUsize::new(turn),
+                heard: Mutex::new(HashMap::new()),
             })),
             restored,
         ))
@@ -191,155 +213,222 @@ impl Cluster {
 
     /// On a restart from a saved view: asks every other member for its
     /// view, refuses to go on if this node was removed while it was away
-    /// (its data is stale and the cluster has re-replicated it), and takes
-    /// the newest view that lists it if one is newer than the saved one.
-    /// When no member answers (the whole cluster is restarting), the saved
-    /// view stands.
+    /// (its data is stale and the cluster has re-replicated it), and merges
+    /// every view heard into its own. When no member answers (the whole
+    /// cluster is restarting), the saved view stands; gossip catches up.
     pub async fn rejoin(&self) -> Result<(), RejoinError> {
         let me = self.0.me.clone();
         let ring = self.ring();
-        if ring
-            .member(&me)
-            .is_some_and(|m| m.state() == MemberState::Removed)
-        {
+        let Some(mine) = ring.member(&me).cloned() else {
+            return Ok(());
+        };
+        if mine.state() == MemberState::Removed {
             return Err(RejoinError::Removed {
                 by: me,
                 epoch: ring.epoch(),
             });
         }
-        // Every member that answers is asked: announcements are best-effort,
-        // so one that missed the removal must not be the only one heard.
-        let mut newest: Option<(NodeId, Members)> = None;
-        for node in others(&ring, &me) {
-            let Ok(view) = self.0.rpc.call::<Members>(&node, Request::Members).await else {
-                continue;
-            };
-            match view.members.iter().find(|m| m.id() == &me) {
-                Some(m) if m.state() == MemberState::Removed => {
-                    return Err(RejoinError::Removed {
-                        by: node,
-                        epoch: view.epoch,
-                    });
-                }
-                Some(_) if view.epoch > newest.as_ref().map_or(ring.epoch(), |(_, v)| v.epoch) => {
-                    newest = Some((node, view));
-                }
-                _ => {}
-            }
-        }
-        if let Some((from, view)) = newest {
-            let epoch = view.epoch;
-            let adopted = View::from_wire(view)
-                .map_err(MembershipError::from)
-                .map(|view| Change::Adopt {
-                    view,
-                    me: me.clone(),
+        // Every member that answers is asked: one that missed the removal
+        // must not be the only one heard.
+        let answers = self
+            .0
+            .rpc
+            .broadcast::<Members>(
+                others(&ring, &me),
+                &Request::Members,
+                self.0.request_timeout,
+            )
+            .await;
+        for (node, answer) in answers {
+            let Ok(view) = answer else { continue };
+            let theirs = view.members.iter().find(|m| m.id() == &me);
+            if let Some(m) = theirs
+                && m.state() == MemberState::Removed
+                && m.supersedes(&mine)
+            {
+                return Err(RejoinError::Removed {
+                    by: node,
+                    epoch: view.epoch,
                 });
-            let applied = match adopted {
+            }
+            let merged = View::from_wire(view)
+                .map_err(MembershipError::from)
+                .map(|view| Change::Gossip { view });
+            let applied = match merged {
                 Ok(change) => self.apply(&change).await,
                 Err(e) => Err(e),
             };
-            applied.map_err(|source| RejoinError::Adopt {
-                from: from.clone(),
-                source,
-            })?;
-            tracing::info!(node = %from, epoch, "took a newer view on restart");
+            match applied {
+                Ok(a) if a.changed => {
+                    tracing::info!(%node, epoch = a.after.epoch(), "caught up on restart");
+                }
+                Ok(_) => {}
+                Err(source) => return Err(RejoinError::Adopt { from: node, source }),
+            }
         }
         Ok(())
     }
 
-    /// A node asks to join: adds it (as joining), announces it to every
-    /// other member in the background, and answers with the view.
+    /// A node asks to join: adds it (as joining), spreads the new view to
+    /// every other member in the background, and answers with the view.
     pub async fn admit(&self, node: NodeId) -> Result<Members, MembershipError> {
         let applied = self.apply(&Change::Join { node: node.clone() }).await?;
         if applied.changed {
-            let ring = applied.after;
-            tracing::info!(%node, epoch = ring.epoch(), "node joined");
-            let targets: Vec<NodeId> = others(&ring, &self.0.me)
-                .into_iter()
-                .filter(|m| m != &node)
-                .collect();
-            let request = Request::AddNode {
-                node,
-                epoch: ring.epoch(),
-            };
-            let rpc = self.0.rpc.clone();
-            let deadline = self.0.request_timeout;
+            tracing::info!(%node, epoch = applied.after.epoch(), "node joined");
+            let this = self.clone();
             self.0.tasks.spawn(async move {
-                for (member, answer) in rpc.broadcast::<Done>(targets, &request, deadline).await {
-                    match answer {
-                        Ok(Done) => {}
-                        Err(e) if e.is_remote() => {
-                            tracing::warn!(%member, error = %e, "addnode refused");
-                        }
-                        Err(e) => tracing::warn!(%member, error = %e, "addnode not delivered"),
-                    }
-                }
+                this.spread(Some(&node)).await;
             });
         }
         Ok(self.members())
     }
 
-    /// Another member announces that `node` joined.
-    pub async fn added(&self, node: NodeId, epoch: u64) -> Result<(), MembershipError> {
-        let applied = self
-            .apply(&Change::Joined {
-                node: node.clone(),
-                epoch,
-            })
-            .await?;
+    /// Another member's view, pushed: merged into this one. Answers with
+    /// the merged view when it differs from the one heard (so the caller
+    /// learns what it lacks in the same call), `None` when both now hold
+    /// the same ring.
+    pub async fn gossiped(&self, heard: Members) -> Result<Option<Members>, MembershipError> {
+        let heard_version = heard.version;
+        let view = View::from_wire(heard)?;
+        let applied = self.apply(&Change::Gossip { view }).await?;
         if applied.changed {
-            tracing::info!(%node, epoch = applied.after.epoch(), "member added");
+            tracing::info!(
+                epoch = applied.after.epoch(),
+                version = %applied.after.version(),
+                "ring changed by gossip"
+            );
         }
-        Ok(())
+        Ok((applied.after.version().0 != heard_version).then(|| self.members()))
     }
 
-    /// Another member announces that `node` is now in `state`.
-    pub async fn announced(
-        &self,
-        node: NodeId,
-        state: MemberState,
-        epoch: u64,
-    ) -> Result<(), MembershipError> {
-        if node == self.0.me {
-            return Err(ViewError::OwnState { node }.into());
+    /// The cheap half of a gossip round, answered: `None` when the caller's
+    /// ring version is this node's, else this node's view.
+    pub fn sync_ring(&self, from: &NodeId, version: u64) -> Option<Members> {
+        self.heard(from, RingVersion(version));
+        (self.ring().version().0 != version).then(|| self.members())
+    }
+
+    fn heard(&self, node: &NodeId, version: RingVersion) {
+        let at = Instant::now();
+        self.0
+            .heard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(node.clone(), Heard { version, at });
+    }
+
+    /// The ring version each member held when gossip last heard from it:
+    /// whom to flag as seeing another ring.
+    pub fn heard_versions(&self) -> HashMap<NodeId, Heard> {
+        self.0
+            .heard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// One round of anti-entropy with the next member in turn (members
+    /// known down are left to the recheck): compare ring versions, and
+    /// when they differ, merge the other's view and push the merged one
+    /// back. However many announcements were missed, every member converges
+    /// on the same ring. Returns the member asked and whether this node's
+    /// ring changed.
+    pub async fn gossip_round(&self) -> Option<(NodeId, Result<bool, RpcError>)> {
+        let peers: Vec<NodeId> = self
+            .others()
+            .into_iter()
+            .filter(|n| !self.is_down(n))
+            .collect();
+        if peers.is_empty() {
+            return None;
         }
-        let change = Change::Announced {
-            node: node.clone(),
-            state,
-            epoch,
+        let turn = self.0.gossip_turn.fetch_add(1, Ordering::Relaxed);
+        let peer = peers[turn % peers.len()].clone();
+        let result = self.sync_with(&peer).await;
+        if let Err(e) = &result {
+            tracing::debug!(%peer, error = %e, "gossip round failed");
+        }
+        Some((peer, result))
+    }
+
+    async fn sync_with(&self, peer: &NodeId) -> Result<bool, RpcError> {
+        let version = self.ring().version().0;
+        let request = Request::SyncRing {
+            node: self.0.me.clone(),
+            version,
         };
-        let applied = self.apply(&change).await?;
-        if applied.changed {
-            tracing::info!(%node, ?state, epoch = applied.after.epoch(), "member state");
-        }
-        Ok(())
-    }
-
-    /// Sets this node's own state and announces it to every other member
-    /// (best-effort: a member that misses it keeps its older view).
-    pub async fn announce(&self, state: MemberState) -> Result<Applied, MembershipError> {
-        let me = self.0.me.clone();
-        let applied = self
-            .apply(&Change::Decided {
-                node: me.clone(),
-                state,
-            })
-            .await?;
-        let request = if state == MemberState::Removed {
-            Request::Left { node: me }
-        } else {
-            Request::SetState {
-                node: me,
-                state,
-                epoch: applied.after.epoch(),
+        let theirs: Option<Members> = self.0.rpc.call(peer, request).await?;
+        let Some(theirs) = theirs else {
+            self.heard(peer, RingVersion(version));
+            return Ok(false);
+        };
+        let their_version = theirs.version;
+        self.heard(peer, RingVersion(their_version));
+        let changed = match self.gossiped(theirs).await {
+            Ok(_) => self.ring().version().0 != version,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "a gossiped view was refused");
+                return Ok(false);
             }
         };
-        let failed = self.tell_others(&request, self.0.request_timeout).await;
-        if !failed.is_empty() {
-            let failed: Vec<String> = failed.iter().map(ToString::to_string).collect();
-            tracing::warn!(?state, failed = %failed.join("; "), "state announcement not delivered");
+        if self.ring().version().0 != their_version {
+            let back: Option<Members> = self
+                .0
+                .rpc
+                .call(peer, Request::Gossip(self.members()))
+                .await?;
+            match back {
+                None => self.heard(peer, self.ring().version()),
+                Some(back) => {
+                    self.heard(peer, RingVersion(back.version));
+                    if let Err(e) = self.gossiped(back).await {
+                        tracing::warn!(%peer, error = %e, "a gossiped view was refused");
+                    }
+                }
+            }
         }
+        Ok(changed)
+    }
+
+    /// Pushes this node's view to every other member (but `skip`) at once,
+    /// merging what they answer: how a change this node made reaches the
+    /// cluster without waiting for gossip rounds. Best-effort: a member
+    /// that misses it catches up by [`Cluster::gossip_round`].
+    pub async fn spread(&self, skip: Option<&NodeId>) {
+        let targets: Vec<NodeId> = self
+            .others()
+            .into_iter()
+            .filter(|n| Some(n) != skip)
+            .collect();
+        let request = Request::Gossip(self.members());
+        let answers = self
+            .0
+            .rpc
+            .broadcast::<Option<Members>>(targets, &request, self.0.request_timeout)
+            .await;
+        for (member, answer) in answers {
+            match answer {
+                Ok(None) => {}
+                Ok(Some(view)) => {
+                    if let Err(e) = self.gossiped(view).await {
+                        tracing::warn!(%member, error = %e, "a gossiped view was refused");
+                    }
+                }
+                Err(e) => tracing::debug!(%member, error = %e, "view not delivered"),
+            }
+        }
+    }
+
+    /// Sets this node's own state (one version up) and spreads it to every
+    /// other member.
+    pub async fn announce(&self, state: MemberState) -> Result<Applied, MembershipError> {
+        let applied = self
+            .apply(&Change::Decided {
+                node: self.0.me.clone(),
+                state,
+            })
+            .await?;
+        self.spread(None).await;
         Ok(applied)
     }
 
@@ -382,6 +471,13 @@ impl Cluster {
             .broadcast::<Members>(down, &Request::Members, self.0.request_timeout)
             .await;
     }
+}
+
+/// Where `me` starts its gossip turns: a hash of its name.
+fn start_turn(me: &NodeId) -> usize {
+    me.as_str().bytes().fold(0usize, |h, b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(b))
+    })
 }
 
 /// The members of `ring` that are not removed, but `me`.

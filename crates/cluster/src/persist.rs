@@ -17,12 +17,20 @@ use crate::view::View;
 /// The file's name inside the data directory.
 pub const FILE: &str = "membership.json";
 
+/// Files from before versioned entries load with every version 0 (their
+/// `epoch` is ignored): the first decision or gossip round raises them.
 #[derive(Serialize, Deserialize)]
 struct Persisted {
     node: NodeId,
+    /// For people reading the file; derived from the versions on load.
     epoch: u64,
+    /// The ring version, likewise.
+    #[serde(default)]
+    version: String,
     replicas: usize,
     vnodes: u32,
+    #[serde(default)]
+    params_version: u64,
     members: Vec<Member>,
 }
 
@@ -67,7 +75,7 @@ impl ViewFile {
         }
         let params =
             RingParams::new(saved.replicas, saved.vnodes).map_err(|e| invalid(e.to_string()))?;
-        let view = View::new(params, saved.epoch, saved.members);
+        let view = View::new(params, saved.params_version, saved.members);
         view.to_ring().map_err(|e| invalid(e.to_string()))?;
         Ok(Some(view))
     }
@@ -80,8 +88,10 @@ impl ViewFile {
         let saved = Persisted {
             node: self.me.clone(),
             epoch: view.epoch(),
+            version: view.version().to_string(),
             replicas: view.params().replicas(),
             vnodes: view.params().vnodes(),
+            params_version: view.params_version(),
             members: view.members().to_vec(),
         };
         let text = serde_json::to_vec_pretty(&saved).map_err(|e| PersistError::Invalid {
@@ -132,12 +142,22 @@ mod tests {
             RingParams::new(2, 4).expect("params"),
             7,
             vec![
-                Member::new(id("a:1"), MemberState::Up),
-                Member::new(id("b:1"), MemberState::Leaving),
+                Member::new(id("a:1"), MemberState::Up).at(3),
+                Member::new(id("b:1"), MemberState::Leaving).at(5),
             ],
         );
         file.save(&view).await.expect("save");
         assert_eq!(file.load().expect("load"), Some(view));
+        // A file from before versions: every version 0, the epoch ignored.
+        std::fs::write(
+            dir.path().join(FILE),
+            r#"{"node":"a:1","epoch":9,"replicas":2,"vnodes":4,
+                "members":[{"id":"a:1","state":"Up"},{"id":"b:1","state":"Joining"}]}"#,
+        )
+        .expect("write");
+        let old = file.load().expect("load").expect("a view");
+        assert_eq!(old.epoch(), 0);
+        assert_eq!(old.state_of(&id("b:1")), Some(MemberState::Joining));
         let other = ViewFile::new(id("b:1"), Some(dir.path()));
         assert!(matches!(other.load(), Err(PersistError::Foreign { .. })));
         assert!(

@@ -74,6 +74,18 @@ impl FromResponse for Members {
     }
 }
 
+/// The answer to gossip: `None` when the other side holds the same ring.
+impl FromResponse for Option<Members> {
+    const EXPECTED: &'static str = "Members or Done";
+    fn from_response(r: Response) -> Result<Self, Response> {
+        match r {
+            Response::Members(m) => Ok(Some(m)),
+            Response::Done => Ok(None),
+            other => Err(other),
+        }
+    }
+}
+
 impl FromResponse for Held {
     const EXPECTED: &'static str = "Held";
     fn from_response(r: Response) -> Result<Self, Response> {

@@ -1,73 +1,69 @@
 //! The membership view as a pure value, and the one rule by which it
 //! changes.
 //!
-//! A [`View`] is what the ring is built from: the replication level N, the
-//! virtual-node count V, an epoch and every member with its state. Every
-//! change to membership, whether this node decides it or hears it from
-//! another member, is a [`Change`] passed to [`View::merge`], which says
-//! whether the view changes and into what. It does no I/O and takes no
-//! lock, so every rule is unit- and property-tested here; the async shell
-//! that persists and publishes views is `manager`.
+//! A [`View`] is what the ring is built from: the replication level N and
+//! the virtual-node count V with their version, and every member with its
+//! versioned state. Every change to membership, whether this node decides
+//! it or hears it from another member, is a [`Change`] passed to
+//! [`View::merge`], which says whether the view changes and into what. It
+//! does no I/O and takes no lock, so every rule is unit- and
+//! property-tested here; the async shell that persists and publishes views
+//! is `manager`.
 //!
-//! Today's changes carry no per-member version: the rules are the ones the
-//! seed's announcements need (a removed member stays removed unless it joins
-//! again itself; an announcement never resurrects it; the epoch grows with
-//! every change). Versioned gossip replaces the announcement rules with a
-//! per-member version comparison in this same function.
+//! The rule is a per-entry maximum: of two entries for one member, the one
+//! that [supersedes](Member::supersedes) the other wins, and of two
+//! versions of N and V, the higher. Merging views is therefore commutative,
+//! associative and idempotent, so members that have heard the same entries
+//! in any order, from any number of gossip rounds, hold the same view, and
+//! an old entry arriving late never rolls a newer one back. Only two kinds
+//! of change raise a version: a member deciding a state ([`Change::Decided`],
+//! its own, or an admin's remove of another), and a member admitting a
+//! joiner ([`Change::Join`]), which readmits a removed member as a new
+//! incarnation one version above its removal.
 
 use mydht_proto::Members;
-use mydht_ring::{Member, MemberState, NodeId, Ring, RingParams};
+use mydht_ring::{Member, MemberState, NodeId, Ring, RingParams, RingVersion};
 
 use crate::error::ViewError;
 
-/// A membership view: N, V, an epoch and every member with its state.
+/// A membership view: N and V with their version, and every member with its
+/// versioned state, sorted by name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct View {
     params: RingParams,
-    epoch: u64,
+    params_version: u64,
     members: Vec<Member>,
 }
 
 /// One change to membership, as it reaches [`View::merge`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    /// `node` itself asks to join. A member removed earlier comes back as
-    /// joining: a removed node refuses to start on its old data dir, so its
-    /// own join means the dir was wiped.
+    /// `node` asks this member to admit it: added as joining at version 1
+    /// if unknown; a removed member comes back as joining one version above
+    /// its removal (a removed node refuses to start on its old data dir, so
+    /// its asking again means the dir was wiped: a new incarnation).
     Join {
         /// The joining node.
         node: NodeId,
     },
-    /// Another member says `node` joined (or `node` asks for its keys before
-    /// that announcement arrived): added as joining if unknown, at an epoch
-    /// of at least `epoch`. A removed member stays removed (an error).
-    Joined {
-        /// The new member.
-        node: NodeId,
-        /// The announcing member's epoch.
-        epoch: u64,
-    },
-    /// This node decides `node`'s state: its own joins and leaves, or an
-    /// admin's remove. `node` must be a member.
+    /// This node decides `node`'s state (its own joins and leaves, or an
+    /// admin's remove), one version above the one it holds. `node` must be
+    /// a member, and a removed one comes back only by [`Change::Join`].
     Decided {
         /// The member.
         node: NodeId,
         /// Its new state.
         state: MemberState,
     },
-    /// Another member announces `node`'s new state at its `epoch`. Applied
-    /// unless `node` is removed here; an unknown `node` is added.
-    Announced {
-        /// The member.
-        node: NodeId,
-        /// Its new state.
-        state: MemberState,
-        /// The announcing member's epoch.
-        epoch: u64,
+    /// Another member's view, by gossip or an announcement: merged entry
+    /// by entry, the newer of each winning.
+    Gossip {
+        /// The view heard.
+        view: View,
     },
-    /// A whole view learned from the ring (the answer to a join, or a newer
-    /// view found on restart) replaces this one, with `me` added as joining
-    /// if it does not list this node.
+    /// The view the member a node joined through answered with replaces
+    /// this one (a joiner's own one-member ring is not a view to merge),
+    /// with `me` added as joining if it does not list this node.
     Adopt {
         /// The view learned.
         view: View,
@@ -86,45 +82,56 @@ pub enum Merged {
 }
 
 impl View {
-    /// A view of `members` at `epoch`.
-    pub fn new(params: RingParams, epoch: u64, members: Vec<Member>) -> Self {
+    /// A view of `members`, with N and V at `params_version`.
+    pub fn new(params: RingParams, params_version: u64, mut members: Vec<Member>) -> Self {
+        members.sort_by(|a, b| a.id().cmp(b.id()));
         Self {
             params,
-            epoch,
+            params_version,
             members,
         }
     }
 
-    /// A new ring of one member, `me`, up (epoch 1).
+    /// A new ring of one member, `me`, up; every version at 1.
     pub fn first(me: NodeId, params: RingParams) -> Self {
-        Self::new(params, 1, vec![Member::new(me, MemberState::Up)])
+        Self::new(params, 1, vec![Member::new(me, MemberState::Up).at(1)])
     }
 
     /// A view as it travels on the wire.
     pub fn from_wire(m: Members) -> Result<Self, ViewError> {
         let params = RingParams::new(usize::from(m.replicas), m.vnodes)?;
-        Ok(Self::new(params, m.epoch, m.members))
+        Ok(Self::new(params, m.params_version, m.members))
     }
 
     /// The view as it travels on the wire. N travels as a byte; a larger N
     /// is sent as 255 (the ring allows far less).
     pub fn to_wire(&self) -> Members {
         Members {
-            epoch: self.epoch,
+            version: self.version().0,
+            epoch: self.epoch(),
             replicas: u8::try_from(self.params.replicas()).unwrap_or(u8::MAX),
             vnodes: self.params.vnodes(),
+            params_version: self.params_version,
             members: self.members.clone(),
         }
     }
 
     /// The view of a built ring.
     pub fn of_ring(ring: &Ring) -> Self {
-        Self::new(ring.params(), ring.epoch(), ring.members().to_vec())
+        Self::new(
+            ring.params(),
+            ring.params_version(),
+            ring.members().to_vec(),
+        )
     }
 
     /// Builds the ring this view describes.
     pub fn to_ring(&self) -> Result<Ring, ViewError> {
-        Ok(Ring::new(self.params, self.epoch, self.members.clone())?)
+        Ok(Ring::new(
+            self.params,
+            self.params_version,
+            self.members.clone(),
+        )?)
     }
 
     /// N and V.
@@ -132,22 +139,40 @@ impl View {
         self.params
     }
 
-    /// The epoch; it grows with every change.
-    pub fn epoch(&self) -> u64 {
-        self.epoch
+    /// The version of N and V.
+    pub fn params_version(&self) -> u64 {
+        self.params_version
     }
 
-    /// Every member with its state, removed ones included.
+    /// The sum of every version in the view: it never falls as views merge
+    /// and rises with every decision (see [`Ring::epoch`]).
+    pub fn epoch(&self) -> u64 {
+        self.members
+            .iter()
+            .fold(self.params_version, |e, m| e.saturating_add(m.version()))
+    }
+
+    /// The ring version this view builds (see [`RingVersion`]).
+    pub fn version(&self) -> RingVersion {
+        RingVersion::of_sorted(self.params, self.params_version, &self.members)
+    }
+
+    /// Every member with its state, removed ones included, by name.
     pub fn members(&self) -> &[Member] {
         &self.members
     }
 
+    /// `node`'s entry, if it is a member (removed included).
+    pub fn member(&self, node: &NodeId) -> Option<&Member> {
+        self.members
+            .binary_search_by(|m| m.id().cmp(node))
+            .ok()
+            .map(|i| &self.members[i])
+    }
+
     /// `node`'s state, if it is a member (removed included).
     pub fn state_of(&self, node: &NodeId) -> Option<MemberState> {
-        self.members
-            .iter()
-            .find(|m| m.id() == node)
-            .map(Member::state)
+        self.member(node).map(Member::state)
     }
 
     /// Every member that is not removed, but `me`: whom a member tells
@@ -156,89 +181,117 @@ impl View {
         others(&self.members, me)
     }
 
-    /// This view with `node` in `state`, at the same epoch: the view before
-    /// or after a change, for planning what the change moves.
+    /// This view with `node` in `state`, versions untouched: the view
+    /// before or after a change, for planning what the change moves.
     pub fn with_state(&self, node: &NodeId, state: MemberState) -> Self {
         let members = self
             .members
             .iter()
             .map(|m| {
                 if m.id() == node {
-                    Member::new(node.clone(), state)
+                    Member::new(node.clone(), state).at(m.version())
                 } else {
                     m.clone()
                 }
             })
             .collect();
-        Self::new(self.params, self.epoch, members)
+        Self::new(self.params, self.params_version, members)
     }
 
     /// Applies `change`: the one place membership rules live.
     pub fn merge(&self, change: &Change) -> Result<Merged, ViewError> {
-        let bumped = |min: u64| (self.epoch + 1).max(min);
-        match change {
-            Change::Join { node } => match self.state_of(node) {
-                None | Some(MemberState::Removed) => {
-                    Ok(Merged::Changed(self.readded(node, bumped(0))))
+        let next = match change {
+            Change::Join { node } => match self.member(node) {
+                None => self.with_entry(Member::new(node.clone(), MemberState::Joining).at(1)),
+                Some(m) if m.state() == MemberState::Removed => self.with_entry(
+                    Member::new(node.clone(), MemberState::Joining).at(m.version() + 1),
+                ),
+                Some(_) => return Ok(Merged::Unchanged),
+            },
+            Change::Decided { node, state } => match self.member(node) {
+                None => return Err(ViewError::NotMember { node: node.clone() }),
+                Some(m) if m.state() == *state => return Ok(Merged::Unchanged),
+                Some(m) if m.state() == MemberState::Removed => {
+                    return Err(ViewError::Removed { node: node.clone() });
                 }
-                Some(_) => Ok(Merged::Unchanged),
+                Some(m) => self.with_entry(Member::new(node.clone(), *state).at(m.version() + 1)),
             },
-            Change::Joined { node, epoch } => match self.state_of(node) {
-                None => Ok(Merged::Changed(self.readded(node, bumped(*epoch)))),
-                Some(MemberState::Removed) => Err(ViewError::Removed { node: node.clone() }),
-                Some(_) => Ok(Merged::Unchanged),
-            },
-            Change::Decided { node, state } => match self.state_of(node) {
-                None => Err(ViewError::NotMember { node: node.clone() }),
-                Some(s) if s == *state => Ok(Merged::Unchanged),
-                Some(_) => Ok(Merged::Changed(Self {
-                    epoch: bumped(0),
-                    ..self.with_state(node, *state)
-                })),
-            },
-            Change::Announced { node, state, epoch } => match self.state_of(node) {
-                Some(s) if s == *state || s == MemberState::Removed => Ok(Merged::Unchanged),
-                Some(_) => Ok(Merged::Changed(Self {
-                    epoch: bumped(*epoch),
-                    ..self.with_state(node, *state)
-                })),
-                None => {
-                    let mut members = self.members.clone();
-                    members.push(Member::new(node.clone(), *state));
-                    Ok(Merged::Changed(Self::new(
-                        self.params,
-                        bumped(*epoch),
-                        members,
-                    )))
-                }
-            },
+            Change::Gossip { view } => self.joined_with(view),
             Change::Adopt { view, me } => {
-                let mut next = view.clone();
-                if next.state_of(me).is_none() {
-                    next.members
-                        .push(Member::new(me.clone(), MemberState::Joining));
-                    next.epoch += 1;
-                }
-                if next == *self {
-                    Ok(Merged::Unchanged)
+                if view.member(me).is_some() {
+                    view.clone()
                 } else {
-                    Ok(Merged::Changed(next))
+                    view.with_entry(Member::new(me.clone(), MemberState::Joining).at(1))
                 }
             }
+        };
+        Ok(if next == *self {
+            Merged::Unchanged
+        } else {
+            Merged::Changed(next)
+        })
+    }
+
+    /// This view with `entry` in place of its member's entry (or added).
+    fn with_entry(&self, entry: Member) -> Self {
+        let mut members = self.members.clone();
+        match members.binary_search_by(|m| m.id().cmp(entry.id())) {
+            Ok(i) => members[i] = entry,
+            Err(i) => members.insert(i, entry),
+        }
+        Self {
+            params: self.params,
+            params_version: self.params_version,
+            members,
         }
     }
 
-    /// This view with `node` (re)added at the end as joining, at `epoch`.
-    fn readded(&self, node: &NodeId, epoch: u64) -> Self {
-        let mut members: Vec<Member> = self
-            .members
-            .iter()
-            .filter(|m| m.id() != node)
-            .cloned()
-            .collect();
-        members.push(Member::new(node.clone(), MemberState::Joining));
-        Self::new(self.params, epoch, members)
+    /// The per-entry maximum of this view and `other`.
+    fn joined_with(&self, other: &View) -> Self {
+        let (params, params_version) = if (other.params_version, params_key(other.params))
+            > (self.params_version, params_key(self.params))
+        {
+            (other.params, other.params_version)
+        } else {
+            (self.params, self.params_version)
+        };
+        // Both lists are sorted by name: one merge walk.
+        let mut members = Vec::with_capacity(self.members.len().max(other.members.len()));
+        let (mut a, mut b) = (
+            self.members.iter().peekable(),
+            other.members.iter().peekable(),
+        );
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (Some(x), Some(y)) => match x.id().cmp(y.id()) {
+                    std::cmp::Ordering::Less => a.next(),
+                    std::cmp::Ordering::Greater => b.next(),
+                    std::cmp::Ordering::Equal => {
+                        let (x, y) = (a.next(), b.next());
+                        match (x, y) {
+                            (Some(x), Some(y)) if y.supersedes(x) => Some(y),
+                            (x, _) => x,
+                        }
+                    }
+                },
+            };
+            members.extend(next.cloned());
+        }
+        Self {
+            params,
+            params_version,
+            members,
+        }
     }
+}
+
+/// Orders two settings of one version (only views of two clusters that
+/// were never one disagree so): any fixed order keeps merging convergent.
+fn params_key(p: RingParams) -> (usize, u32) {
+    (p.replicas(), p.vnodes())
 }
 
 /// The members that are not removed, but `me`.
@@ -258,13 +311,13 @@ mod tests {
         NodeId::new(s).expect("name")
     }
 
-    fn view(members: &[(&str, MemberState)]) -> View {
+    fn view(members: &[(&str, MemberState, u64)]) -> View {
         View::new(
             RingParams::new(3, 8).expect("params"),
-            5,
+            1,
             members
                 .iter()
-                .map(|(n, s)| Member::new(id(n), *s))
+                .map(|(n, s, v)| Member::new(id(n), *s).at(*v))
                 .collect(),
         )
     }
@@ -276,16 +329,21 @@ mod tests {
         }
     }
 
+    fn entry(v: &View, n: &str) -> (MemberState, u64) {
+        let m = v.member(&id(n)).expect("member");
+        (m.state(), m.version())
+    }
+
     use MemberState::{Joining, Leaving, Removed, Up};
 
     #[test]
-    fn a_join_adds_a_new_member_or_brings_a_removed_one_back_as_joining() {
-        let v = view(&[("a:1", Up), ("b:1", Removed)]);
+    fn a_join_adds_a_new_member_or_readmits_a_removed_one_one_version_up() {
+        let v = view(&[("a:1", Up, 3), ("b:1", Removed, 7)]);
         let joined = changed(v.merge(&Change::Join { node: id("c:1") }).expect("merge"));
-        assert_eq!(joined.state_of(&id("c:1")), Some(Joining));
-        assert_eq!(joined.epoch(), 6);
+        assert_eq!(entry(&joined, "c:1"), (Joining, 1));
+        assert_eq!(joined.epoch(), v.epoch() + 1);
         let back = changed(v.merge(&Change::Join { node: id("b:1") }).expect("merge"));
-        assert_eq!(back.state_of(&id("b:1")), Some(Joining));
+        assert_eq!(entry(&back, "b:1"), (Joining, 8), "a new incarnation");
         assert_eq!(back.members().len(), 2, "the old entry is replaced");
         assert_eq!(
             v.merge(&Change::Join { node: id("a:1") }).expect("merge"),
@@ -295,62 +353,8 @@ mod tests {
     }
 
     #[test]
-    fn an_announced_join_never_brings_a_removed_member_back() {
-        let v = view(&[("a:1", Up), ("b:1", Removed)]);
-        let late = Change::Joined {
-            node: id("b:1"),
-            epoch: 9,
-        };
-        assert_eq!(v.merge(&late), Err(ViewError::Removed { node: id("b:1") }));
-        let new = changed(
-            v.merge(&Change::Joined {
-                node: id("c:1"),
-                epoch: 9,
-            })
-            .expect("merge"),
-        );
-        assert_eq!(new.epoch(), 9, "at least the announcer's epoch");
-        assert_eq!(new.state_of(&id("c:1")), Some(Joining));
-    }
-
-    #[test]
-    fn an_announced_state_applies_unless_the_member_is_removed() {
-        let v = view(&[("a:1", Up), ("b:1", Joining), ("c:1", Removed)]);
-        let up = changed(
-            v.merge(&Change::Announced {
-                node: id("b:1"),
-                state: Up,
-                epoch: 2,
-            })
-            .expect("merge"),
-        );
-        assert_eq!(up.state_of(&id("b:1")), Some(Up));
-        assert_eq!(up.epoch(), 6, "the epoch grows even past an older one");
-        for state in [Joining, Up, Leaving] {
-            assert_eq!(
-                v.merge(&Change::Announced {
-                    node: id("c:1"),
-                    state,
-                    epoch: 50,
-                })
-                .expect("merge"),
-                Merged::Unchanged
-            );
-        }
-        let unknown = changed(
-            v.merge(&Change::Announced {
-                node: id("d:1"),
-                state: Leaving,
-                epoch: 1,
-            })
-            .expect("merge"),
-        );
-        assert_eq!(unknown.state_of(&id("d:1")), Some(Leaving));
-    }
-
-    #[test]
-    fn a_decision_needs_a_member_and_a_different_state() {
-        let v = view(&[("a:1", Up)]);
+    fn a_decision_raises_its_members_version_and_never_revives_a_removed_one() {
+        let v = view(&[("a:1", Up, 4), ("b:1", Removed, 2)]);
         assert_eq!(
             v.merge(&Change::Decided {
                 node: id("x:1"),
@@ -366,6 +370,13 @@ mod tests {
             .expect("merge"),
             Merged::Unchanged
         );
+        assert_eq!(
+            v.merge(&Change::Decided {
+                node: id("b:1"),
+                state: Up,
+            }),
+            Err(ViewError::Removed { node: id("b:1") })
+        );
         let leaving = changed(
             v.merge(&Change::Decided {
                 node: id("a:1"),
@@ -373,30 +384,34 @@ mod tests {
             })
             .expect("merge"),
         );
-        assert_eq!(
-            (leaving.epoch(), leaving.state_of(&id("a:1"))),
-            (6, Some(Leaving))
-        );
+        assert_eq!(entry(&leaving, "a:1"), (Leaving, 5));
+        assert_eq!(leaving.epoch(), v.epoch() + 1);
     }
 
     #[test]
-    fn adopting_a_view_adds_this_node_as_joining_when_it_is_missing() {
-        let mine = View::first(id("me:1"), RingParams::new(3, 8).expect("params"));
-        let theirs = view(&[("a:1", Up), ("b:1", Up)]);
-        let adopted = changed(
-            mine.merge(&Change::Adopt {
+    fn gossip_takes_the_newer_entry_of_each_member_and_never_an_older_one() {
+        let mine = view(&[("a:1", Up, 3), ("b:1", Leaving, 2), ("c:1", Up, 1)]);
+        let theirs = view(&[
+            ("a:1", Joining, 1),
+            ("b:1", Removed, 3),
+            ("d:1", Joining, 1),
+        ]);
+        let merged = changed(
+            mine.merge(&Change::Gossip {
                 view: theirs.clone(),
-                me: id("me:1"),
             })
             .expect("merge"),
         );
-        assert_eq!(adopted.state_of(&id("me:1")), Some(Joining));
-        assert_eq!(adopted.epoch(), theirs.epoch() + 1);
+        assert_eq!(entry(&merged, "a:1"), (Up, 3), "an old state never wins");
+        assert_eq!(entry(&merged, "b:1"), (Removed, 3));
+        assert_eq!(entry(&merged, "c:1"), (Up, 1), "kept though not heard of");
+        assert_eq!(entry(&merged, "d:1"), (Joining, 1));
+        let other_way = changed(theirs.merge(&Change::Gossip { view: mine }).expect("merge"));
+        assert_eq!(merged, other_way, "the same view whichever side merges");
         assert_eq!(
-            adopted
-                .merge(&Change::Adopt {
-                    view: adopted.clone(),
-                    me: id("me:1"),
+            merged
+                .merge(&Change::Gossip {
+                    view: merged.clone()
                 })
                 .expect("merge"),
             Merged::Unchanged
@@ -404,9 +419,64 @@ mod tests {
     }
 
     #[test]
-    fn the_wire_form_round_trips() {
-        let v = view(&[("a:1", Up), ("b:1", Leaving)]);
-        assert_eq!(View::from_wire(v.to_wire()).expect("valid"), v);
+    fn at_one_version_a_remove_beats_the_members_own_change() {
+        let removed = view(&[("a:1", Removed, 4)]);
+        let leaving = view(&[("a:1", Leaving, 4)]);
+        let merged = changed(
+            leaving
+                .merge(&Change::Gossip { view: removed })
+                .expect("merge"),
+        );
+        assert_eq!(entry(&merged, "a:1"), (Removed, 4));
+    }
+
+    #[test]
+    fn the_newer_version_of_n_and_v_wins() {
+        let mine = view(&[("a:1", Up, 1)]);
+        let newer = View::new(RingParams::new(2, 8).expect("params"), 2, vec![]);
+        let merged = changed(mine.merge(&Change::Gossip { view: newer }).expect("merge"));
+        assert_eq!(
+            (merged.params().replicas(), merged.params_version()),
+            (2, 2)
+        );
+        assert_eq!(entry(&merged, "a:1"), (Up, 1));
+    }
+
+    #[test]
+    fn adopting_a_view_replaces_a_joiners_own_and_adds_it_when_missing() {
+        let mine = View::first(id("me:1"), RingParams::new(3, 8).expect("params"));
+        let theirs = view(&[("a:1", Up, 1), ("b:1", Up, 1)]);
+        let adopted = changed(
+            mine.merge(&Change::Adopt {
+                view: theirs.clone(),
+                me: id("me:1"),
+            })
+            .expect("merge"),
+        );
+        assert_eq!(entry(&adopted, "me:1"), (Joining, 1));
+        assert_eq!(adopted.epoch(), theirs.epoch() + 1);
+        let listed = view(&[("a:1", Up, 1), ("me:1", Joining, 6)]);
+        let adopted = changed(
+            mine.merge(&Change::Adopt {
+                view: listed.clone(),
+                me: id("me:1"),
+            })
+            .expect("merge"),
+        );
+        assert_eq!(adopted, listed, "the seed's entry for me, not my own Up");
+    }
+
+    #[test]
+    fn the_wire_form_round_trips_and_names_the_ring() {
+        let v = view(&[("b:1", Leaving, 2), ("a:1", Up, 1)]);
+        let wire = v.to_wire();
+        assert_eq!(wire.version, v.to_ring().expect("ring").version().0);
+        assert_eq!(wire.epoch, v.to_ring().expect("ring").epoch());
+        assert_eq!(View::from_wire(wire).expect("valid"), v);
         assert_eq!(v.others(&id("a:1")), vec![id("b:1")]);
+        let bumped = view(&[("b:1", Leaving, 3), ("a:1", Up, 1)]);
+        assert_ne!(v.version(), bumped.version(), "a version is part of it");
+        let moved = view(&[("b:1", Up, 2), ("a:1", Up, 1)]);
+        assert_ne!(v.version(), moved.version(), "a state is part of it");
     }
 }

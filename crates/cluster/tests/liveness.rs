@@ -57,9 +57,11 @@ async fn fake_member(answering: Arc<AtomicBool>) -> NodeId {
                     }
                     if let Body::Request(Request::Members) = frame.body {
                         let view = Members {
+                            version: 0,
                             epoch: 1,
                             replicas: 1,
                             vnodes: 1,
+                            params_version: 1,
                             members: vec![],
                         };
                         let answer = Frame::new(frame.id, Body::Response(Response::Members(view)));

@@ -1,7 +1,7 @@
 //! Property tests of the membership rule, [`View::merge`]: what every change
-//! may and may not do to a view, whatever the view and the change.
-
-use std::collections::BTreeMap;
+//! may and may not do to a view, and that gossip converges: members that
+//! heard the same versioned entries, in any order and any grouping, hold
+//! the same ring, and no entry arriving late rolls a newer one back.
 
 use mydht_cluster::{Change, Merged, View, ViewError};
 use mydht_ring::{Member, MemberState, NodeId, RingParams};
@@ -13,6 +13,10 @@ fn id(i: usize) -> NodeId {
     NodeId::new(format!("n{i}:1")).expect("name")
 }
 
+fn params() -> RingParams {
+    RingParams::new(3, 4).expect("params")
+}
+
 fn state() -> impl Strategy<Value = MemberState> {
     prop_oneof![
         Just(MemberState::Joining),
@@ -22,124 +26,151 @@ fn state() -> impl Strategy<Value = MemberState> {
     ]
 }
 
-fn view() -> impl Strategy<Value = View> {
-    (
-        prop::collection::btree_map(0..POOL, state(), 1..=POOL),
-        1u64..100,
-    )
-        .prop_map(|(members, epoch)| {
-            let members = members
-                .into_iter()
-                .map(|(i, s)| Member::new(id(i), s))
-                .collect();
-            View::new(RingParams::new(3, 4).expect("params"), epoch, members)
-        })
+/// One versioned entry about one of the pool's members.
+fn entry() -> impl Strategy<Value = Member> {
+    (0..POOL, state(), 0u64..8).prop_map(|(i, s, v)| Member::new(id(i), s).at(v))
 }
 
-/// A change about one member (every kind but a whole-view adopt).
-fn change() -> impl Strategy<Value = Change> {
+/// A view of distinct members.
+fn view() -> impl Strategy<Value = View> {
+    prop::collection::btree_map(0..POOL, (state(), 0u64..8), 1..=POOL).prop_map(|members| {
+        let members = members
+            .into_iter()
+            .map(|(i, (s, v))| Member::new(id(i), s).at(v))
+            .collect();
+        View::new(params(), 1, members)
+    })
+}
+
+/// A decided change (join or state) about one member.
+fn decision() -> impl Strategy<Value = Change> {
     let node = (0..POOL).prop_map(id);
     prop_oneof![
         node.clone().prop_map(|node| Change::Join { node }),
-        (node.clone(), 0u64..200).prop_map(|(node, epoch)| Change::Joined { node, epoch }),
-        (node.clone(), state()).prop_map(|(node, state)| Change::Decided { node, state }),
-        (node, state(), 0u64..200).prop_map(|(node, state, epoch)| Change::Announced {
-            node,
-            state,
-            epoch
-        }),
+        (node, state()).prop_map(|(node, state)| Change::Decided { node, state }),
     ]
 }
 
-fn subject(change: &Change) -> (&NodeId, u64) {
-    match change {
-        Change::Join { node } | Change::Decided { node, .. } => (node, 0),
-        Change::Joined { node, epoch } | Change::Announced { node, epoch, .. } => (node, *epoch),
-        Change::Adopt { .. } => unreachable!("not generated"),
+fn gossip(view: &View, heard: &View) -> View {
+    match view
+        .merge(&Change::Gossip {
+            view: heard.clone(),
+        })
+        .expect("gossip merges")
+    {
+        Merged::Changed(v) => v,
+        Merged::Unchanged => view.clone(),
     }
 }
 
-fn states(v: &View) -> BTreeMap<NodeId, MemberState> {
-    v.members()
-        .iter()
-        .map(|m| (m.id().clone(), m.state()))
-        .collect()
+/// A view of exactly one entry.
+fn single(entry: &Member) -> View {
+    View::new(params(), 1, vec![entry.clone()])
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
-    /// A change applied twice changes the view once: an announcement that
-    /// arrives again (a retry, a duplicate) does nothing.
     #[test]
-    fn a_change_applied_twice_changes_the_view_once(v in view(), c in change()) {
-        if let Ok(Merged::Changed(next)) = v.merge(&c) {
-            prop_assert_eq!(next.merge(&c), Ok(Merged::Unchanged));
-        }
+    fn gossip_is_commutative_associative_and_idempotent(a in view(), b in view(), c in view()) {
+        prop_assert_eq!(gossip(&a, &b), gossip(&b, &a));
+        prop_assert_eq!(gossip(&gossip(&a, &b), &c), gossip(&a, &gossip(&b, &c)));
+        prop_assert_eq!(gossip(&a, &a), a.clone());
+        prop_assert_eq!(gossip(&a, &b).version(), gossip(&b, &a).version());
     }
 
-    /// A change touches its own member only, keeps every other member as it
-    /// was, and moves the epoch forward past both the view's and the
-    /// announcer's.
     #[test]
-    fn a_change_touches_its_member_only_and_moves_the_epoch_forward(
-        v in view(),
-        c in change(),
+    fn any_interleaving_of_the_same_updates_gives_every_member_the_same_ring(
+        start in view(),
+        updates in prop::collection::vec(entry(), 1..24),
+        order in any::<u64>(),
+        split in 0usize..24,
     ) {
-        let (node, min) = subject(&c);
-        if let Ok(Merged::Changed(next)) = v.merge(&c) {
-            let (mut before, mut after) = (states(&v), states(&next));
-            prop_assert!(after.contains_key(node));
-            before.remove(node);
-            after.remove(node);
-            prop_assert_eq!(before, after);
-            prop_assert!(next.epoch() > v.epoch());
-            prop_assert!(next.epoch() >= min);
-            prop_assert!(next.to_ring().is_ok());
+        // Member one hears the updates in the order they were made.
+        let one = updates.iter().fold(start.clone(), |v, e| gossip(&v, &single(e)));
+        // Member two hears them shuffled, in two batches, and batch two
+        // through a third member that started from nothing.
+        let mut shuffled = updates.clone();
+        let mut seed = order;
+        for i in (1..shuffled.len()).rev() {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            shuffled.swap(i, (seed >> 33) as usize % (i + 1));
         }
+        let (first, second) = shuffled.split_at(split.min(shuffled.len()));
+        let two = first.iter().fold(start.clone(), |v, e| gossip(&v, &single(e)));
+        let three = second
+            .iter()
+            .fold(View::new(params(), 1, vec![]), |v, e| gossip(&v, &single(e)));
+        let two = gossip(&two, &three);
+        prop_assert_eq!(&one, &two);
+        prop_assert_eq!(one.version(), two.version());
     }
 
-    /// A removed member is never brought back by what other members say:
-    /// only its own join (its data dir was wiped) or this node's decision
-    /// changes it.
     #[test]
-    fn what_others_say_never_brings_a_removed_member_back(v in view(), c in change()) {
-        let (node, _) = subject(&c);
-        if v.state_of(node) != Some(MemberState::Removed) {
-            return Ok(());
+    fn an_entry_arriving_late_never_rolls_a_newer_one_back(v in view(), late in entry()) {
+        let merged = gossip(&v, &single(&late));
+        let before = v.member(late.id());
+        let after = merged.member(late.id()).expect("the member is listed");
+        match before {
+            Some(held) if !late.supersedes(held) => prop_assert_eq!(after, held),
+            _ => prop_assert_eq!(after, &late),
         }
-        match &c {
-            Change::Joined { .. } => {
-                prop_assert_eq!(v.merge(&c), Err(ViewError::Removed { node: node.clone() }));
-            }
-            Change::Announced { .. } => prop_assert_eq!(v.merge(&c), Ok(Merged::Unchanged)),
-            Change::Join { .. } => {
-                let Ok(Merged::Changed(next)) = v.merge(&c) else {
-                    return Err(TestCaseError::fail("a removed member's own join re-adds it"));
-                };
-                prop_assert_eq!(next.state_of(node), Some(MemberState::Joining));
-            }
-            Change::Decided { .. } | Change::Adopt { .. } => {}
+        // Every other entry is untouched, and the epoch never falls.
+        for m in v.members().iter().filter(|m| m.id() != late.id()) {
+            prop_assert_eq!(merged.member(m.id()), Some(m));
         }
+        prop_assert!(merged.epoch() >= v.epoch());
     }
 
-    /// Announcements about different members give the same member states
-    /// in whichever order they arrive.
     #[test]
-    fn announcements_about_different_members_commute(
+    fn a_decision_raises_one_members_version_by_one_and_nothing_else(
         v in view(),
-        a in (0..POOL, state(), 0u64..200),
-        b in (0..POOL, state(), 0u64..200),
+        c in decision(),
     ) {
-        prop_assume!(a.0 != b.0);
-        let ca = Change::Announced { node: id(a.0), state: a.1, epoch: a.2 };
-        let cb = Change::Announced { node: id(b.0), state: b.1, epoch: b.2 };
-        let apply = |v: &View, c: &Change| match v.merge(c) {
-            Ok(Merged::Changed(n)) => n,
-            _ => v.clone(),
+        let node = match &c {
+            Change::Join { node } | Change::Decided { node, .. } => node.clone(),
+            _ => unreachable!("not generated"),
         };
-        let ab = apply(&apply(&v, &ca), &cb);
-        let ba = apply(&apply(&v, &cb), &ca);
-        prop_assert_eq!(states(&ab), states(&ba));
+        let before = v.member(&node).cloned();
+        match (v.merge(&c), before) {
+            (Ok(Merged::Changed(next)), before) => {
+                let after = next.member(&node).expect("listed");
+                prop_assert_eq!(after.version(), before.as_ref().map_or(1, |m| m.version() + 1));
+                prop_assert!(before.as_ref().is_none_or(|b| after.supersedes(b)));
+                prop_assert_eq!(next.epoch(), v.epoch() + after.version() - before.map_or(0, |b| b.version()));
+                for m in v.members().iter().filter(|m| m.id() != &node) {
+                    prop_assert_eq!(next.member(m.id()), Some(m));
+                }
+                // Gossip of the decided view wins everywhere it arrives.
+                prop_assert_eq!(gossip(&v, &next), next.clone());
+            }
+            (Ok(Merged::Unchanged), _) => {}
+            (Err(ViewError::NotMember { .. }), None) => {
+                prop_assert!(matches!(c, Change::Decided { .. }), "only a decision");
+            }
+            (Err(ViewError::Removed { .. }), Some(b)) => {
+                prop_assert_eq!(b.state(), MemberState::Removed);
+                prop_assert!(matches!(c, Change::Decided { .. }), "only a decision");
+            }
+            (other, before) => prop_assert!(false, "unexpected {other:?} for {before:?}"),
+        }
+    }
+
+    #[test]
+    fn a_removed_member_comes_back_only_as_a_new_incarnation(v in view(), late in entry()) {
+        for m in v.members().iter().filter(|m| m.state() == MemberState::Removed) {
+            let rejoined = match v.merge(&Change::Join { node: m.id().clone() }).expect("join") {
+                Merged::Changed(next) => next,
+                Merged::Unchanged => return Err(TestCaseError::fail("a removed member's join changes the view")),
+            };
+            let back = rejoined.member(m.id()).expect("listed");
+            prop_assert_eq!(back.state(), MemberState::Joining);
+            prop_assert_eq!(back.version(), m.version() + 1);
+            // An entry of the old incarnation, arriving late, changes nothing.
+            if late.id() == m.id() && late.version() <= m.version() {
+                let after = gossip(&rejoined, &single(&late));
+                prop_assert_eq!(after.member(m.id()), Some(back));
+            }
+        }
     }
 }

@@ -42,6 +42,9 @@ pub struct NodeConfig {
     /// A member whose calls keep failing (timeouts, broken connections) for
     /// this long is marked down; a refused connection marks it at once.
     pub down_after: Duration,
+    /// How often this node compares ring versions with another member (a
+    /// gossip round), so a change it missed reaches it anyway.
+    pub gossip_interval: Duration,
     /// An admin request (remove, balance, purge) forwarded to every member
     /// waits this long for each one to finish its data movement.
     pub admin_timeout: Duration,
@@ -74,6 +77,7 @@ impl NodeConfig {
             max_connections: 4096,
             down_backoff: Duration::from_secs(1),
             down_after: Duration::from_secs(3),
+            gossip_interval: Duration::from_secs(1),
             admin_timeout: Duration::from_secs(600),
             tombstone_grace: Duration::from_secs(24 * 3600),
             max_value_len: 1 << 40,

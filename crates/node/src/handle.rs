@@ -9,6 +9,7 @@ use std::time::Duration;
 use mydht_ring::NodeId;
 use mydht_store::Store;
 
+use crate::lifecycle::gossip::removed_by_others;
 use crate::lifecycle::leave::{LeaveError, LeaveReport, leave, progress_text};
 use crate::node::Node;
 use crate::obs::status::{NodeStatus, snapshot};
@@ -21,6 +22,7 @@ trait Control: Send + Sync {
     fn leave(&self, deadline: Duration) -> BoxFuture<'_, Result<LeaveReport, LeaveError>>;
     fn leave_progress(&self) -> String;
     fn status(&self) -> NodeStatus;
+    fn removed(&self) -> bool;
 }
 
 impl<S: Store> Control for Node<S> {
@@ -39,6 +41,10 @@ impl<S: Store> Control for Node<S> {
 
     fn status(&self) -> NodeStatus {
         snapshot(self)
+    }
+
+    fn removed(&self) -> bool {
+        removed_by_others(&self.cluster, self.leave_started())
     }
 }
 
@@ -100,7 +106,14 @@ impl NodeHandle {
         self.control.leave_progress()
     }
 
-    /// Waits until the node has stopped (after a shutdown from elsewhere).
+    /// Whether another member removed this node from the ring (it then
+    /// stops by itself: see [`stopped`](Self::stopped)).
+    pub fn removed(&self) -> bool {
+        self.control.removed()
+    }
+
+    /// Waits until the node has stopped (after a shutdown from elsewhere,
+    /// or by itself once removed).
     pub async fn stopped(&self) {
         self.tasks.stopped().await;
     }

@@ -60,8 +60,9 @@ pub use error::NodeError;
 pub use handle::NodeHandle;
 pub use lifecycle::leave::{LeaveError, LeaveReport};
 pub use movement::queue::{MovementStatus, PassFailure, PassStatus, PassSummary, RangeCount};
+pub use obs::ring::{RingMember, RingReport};
 pub use obs::status::{MemberView, NodeStatus, Replication, StoreView};
-pub use start::start;
+pub use start::{start, start_with_dialer};
 pub use tasks::{WorkerInfo, WorkerState};
 
 /// The storage engines a node runs on, re-exported so that programs that

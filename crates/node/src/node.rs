@@ -7,7 +7,7 @@
 //! them was given exactly what it uses when it was built.
 
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use mydht_cluster::Cluster;
 use mydht_store::{HybridClock, Store};
@@ -56,6 +56,14 @@ impl<S> Deref for Node<S> {
 impl<S: Store> Node<S> {
     pub fn new(parts: Parts<S>) -> Self {
         Self(Arc::new(parts))
+    }
+
+    /// Whether a leave of this node's own has begun.
+    pub fn leave_started(&self) -> bool {
+        self.leaving
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 
     /// Runs `work` unless intake stops first: a request waiting on long

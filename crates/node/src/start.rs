@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mydht_cluster::net::{Listener, TcpAcceptor, TcpDialer};
+use mydht_cluster::net::{Dialer, Listener, TcpAcceptor, TcpDialer};
 use mydht_cluster::{Cluster, ClusterConfig, RejoinError};
 use mydht_ring::{NodeId, RingParams};
 use mydht_store::{HybridClock, Store};
@@ -15,6 +15,7 @@ use crate::config::NodeConfig;
 use crate::coord::{CoordParts, Coordinator};
 use crate::error::NodeError;
 use crate::handle::NodeHandle;
+use crate::lifecycle::gossip::{Gossip, watch_removal};
 use crate::lifecycle::join::{self, JoinFinisher};
 use crate::movement::engine::{Budget, Engine};
 use crate::movement::queue::MovementQueue;
@@ -26,6 +27,16 @@ use crate::tasks::{Tasks, Worker, WorkerState, Workers};
 /// Binds, loads or creates the membership, joins through the seed node if
 /// one is given, and starts serving with `store`.
 pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, NodeError> {
+    start_with_dialer(cfg, store, Arc::new(TcpDialer)).await
+}
+
+/// As [`start`], reaching other members through `dialer` (a fault-injecting
+/// transport in partition tests; TLS later).
+pub async fn start_with_dialer<S: Store>(
+    cfg: NodeConfig,
+    store: S,
+    dialer: Arc<dyn Dialer>,
+) -> Result<NodeHandle, NodeError> {
     let bind_host = cfg.bind.clone().unwrap_or_else(|| cfg.host.clone());
     let bind_addr = format!("{bind_host}:{}", cfg.port);
     let listener = TcpAcceptor::bind(&bind_addr)
@@ -60,7 +71,7 @@ pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, No
     };
     let (cluster, restored) = Cluster::open(
         cluster_cfg,
-        Arc::new(TcpDialer),
+        dialer,
         tasks.cluster.tracker().clone(),
         tasks.cluster.token().clone(),
     )
@@ -120,6 +131,26 @@ pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, No
         },
         WorkerState::Idle,
     );
+    node.workers.spawn(
+        &node.tasks.background,
+        Gossip {
+            cluster: node.cluster.clone(),
+            interval: node.cfg.gossip_interval,
+            rounds: 0,
+            changes: 0,
+            failures: 0,
+        },
+        WorkerState::Idle,
+    );
+    let leaving = {
+        let node = node.clone();
+        move || node.leave_started()
+    };
+    node.tasks.background.spawn(watch_removal(
+        node.cluster.clone(),
+        leaving,
+        node.tasks.clone(),
+    ));
     // Members send a joining node its keys over the listener, so the join
     // finishes only now; until then it takes writes but answers no reads.
     if join::is_joining(&node.cluster)

@@ -8,7 +8,7 @@
 //! Variants are only ever appended: postcard encodes an enum by its index.
 
 use bytes::Bytes;
-use mydht_ring::{Member, MemberState, NodeId};
+use mydht_ring::{Member, NodeId};
 use serde::{Deserialize, Serialize};
 
 use crate::{ErrorReply, Timestamp, Version, WriteId};
@@ -136,7 +136,9 @@ pub struct Del {
     pub w: Option<u8>,
 }
 
-/// A request. Variants are only appended.
+/// A request. Within a protocol version variants are only appended;
+/// protocol 2 retired the one-shot announcements `Left`, `AddNode` and
+/// `SetState` for versioned [`Request::Gossip`] and [`Request::SyncRing`].
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Request {
     /// Store a value; any node coordinates.
@@ -170,23 +172,10 @@ pub enum Request {
         /// As for [`Request::Balance`].
         forwarded: bool,
     },
-    /// The named member has left the ring: it handed its keys off and is
-    /// now removed. (Wire index 8, once named `Leave`.)
-    Left {
-        /// The member that left.
-        node: NodeId,
-    },
     /// The named node asks to join; answered with the member list.
     Join {
         /// The joining node's advertised name.
         node: NodeId,
-    },
-    /// A member announces that the named node joined.
-    AddNode {
-        /// The new member.
-        node: NodeId,
-        /// The ring epoch that includes it.
-        epoch: u64,
     },
     /// Replica call: store this version of a key (a value or a tombstone),
     /// unless a newer one is already held. The version is never restamped.
@@ -211,17 +200,6 @@ pub enum Request {
     /// The ring's member list, without joining: how a client learns other
     /// nodes to fall back on. Answered with [`Response::Members`].
     Members,
-    /// A member announces that `node` is now in `state` (joining → up,
-    /// up → leaving) at ring epoch `epoch`; applied unless the receiver's
-    /// view is already newer. Answered with [`Response::Done`].
-    SetState {
-        /// The member whose state changed.
-        node: NodeId,
-        /// Its new state.
-        state: MemberState,
-        /// The ring epoch that includes the change.
-        epoch: u64,
-    },
     /// Send `node` (a joining member) the keys it gained by joining, from
     /// this node's store; answered with [`Response::Done`] once they are
     /// there. (Wire index 16, once named `Handoff`.)
@@ -238,6 +216,22 @@ pub enum Request {
         start: u64,
         /// The inclusive upper end.
         end: u64,
+    },
+    /// A member's view of the ring, pushed: merge it entry by entry (the
+    /// newer version of each member wins). Answered with
+    /// [`Response::Members`] carrying the merged view when it differs from
+    /// the one sent, else with [`Response::Done`], so one call is a
+    /// push-pull.
+    Gossip(Members),
+    /// The cheap half of anti-entropy: the caller's ring version. Answered
+    /// with [`Response::Done`] when the receiver holds the same ring, else
+    /// with [`Response::Members`] (its view, for the caller to merge and
+    /// push back with [`Request::Gossip`]).
+    SyncRing {
+        /// The calling member.
+        node: NodeId,
+        /// The caller's [`Members::version`].
+        version: u64,
     },
 }
 
@@ -261,16 +255,23 @@ pub struct ReplicaEntry {
     pub value: Option<Payload>,
 }
 
-/// A ring's membership as a joining node learns it.
+/// A ring's membership: what a joining node learns and what gossip
+/// carries.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Members {
-    /// The ring epoch.
+    /// The ring version (a digest of everything below; see
+    /// `mydht_ring::RingVersion`), so a receiver can tell at once whether
+    /// it holds the same ring.
+    pub version: u64,
+    /// The ring epoch: the sum of every version below, for people.
     pub epoch: u64,
     /// Replication level N.
     pub replicas: u8,
     /// Virtual nodes per member.
     pub vnodes: u32,
-    /// Every member with its state.
+    /// The version of N and V.
+    pub params_version: u64,
+    /// Every member with its state and version, removed ones included.
     pub members: Vec<Member>,
 }
 
@@ -305,7 +306,7 @@ pub enum Response {
         /// The replicas, in preference order.
         nodes: Vec<NodeId>,
     },
-    /// An admin request (purge, balance, remove, leave, addnode) finished.
+    /// An admin request (purge, balance, remove) or a member call finished.
     Done,
     /// The answer to a join or a members request.
     Members(Members),

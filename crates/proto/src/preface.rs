@@ -14,10 +14,12 @@ use thiserror::Error;
 
 /// The magic that opens a binary connection.
 pub const MAGIC: [u8; 4] = [0xF0, b'M', b'D', b'H'];
-/// The lowest protocol version this release speaks.
-pub const MIN_PROTOCOL_VERSION: u16 = 1;
+/// The lowest protocol version this release speaks. Protocol 2 gave every
+/// member entry a version and replaced one-shot announcements with gossip;
+/// a protocol-1 node would misread its member lists, so it is refused.
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
 /// The highest protocol version this release speaks.
-pub const MAX_PROTOCOL_VERSION: u16 = 1;
+pub const MAX_PROTOCOL_VERSION: u16 = 2;
 /// Bytes in a preface.
 pub const PREFACE_LEN: usize = 8;
 
@@ -193,6 +195,14 @@ mod tests {
             Preface::CURRENT.negotiate(&Preface::CURRENT),
             Ok(MAX_PROTOCOL_VERSION)
         );
+        let protocol_one = Preface { min: 1, max: 1 };
+        assert!(
+            matches!(
+                Preface::CURRENT.negotiate(&protocol_one),
+                Err(PrefaceError::Unsupported { .. })
+            ),
+            "a node without versioned member entries is refused"
+        );
         let newer = Preface { min: 7, max: 9 };
         assert!(matches!(
             Preface::CURRENT.negotiate(&newer),
@@ -214,7 +224,10 @@ mod tests {
         backwards[4..6].copy_from_slice(&9u16.to_be_bytes());
         assert_eq!(
             Preface::parse(&backwards),
-            Err(PrefaceError::BadRange { min: 9, max: 1 })
+            Err(PrefaceError::BadRange {
+                min: 9,
+                max: MAX_PROTOCOL_VERSION
+            })
         );
     }
 }

@@ -1,8 +1,8 @@
 //! Placement for mydht: where every key lives.
 //!
 //! A [`Ring`] is a pure value built from a membership view (the members, their
-//! [`MemberState`], the replication level N, the virtual-node count V and an
-//! epoch). Each member owns V tokens on a 64-bit circle, taken from MD5 of its
+//! [`MemberState`] and its version, the replication level N and the
+//! virtual-node count V with their own version). Each member owns V tokens on a 64-bit circle, taken from MD5 of its
 //! advertised name and a virtual-node index, as the seed did; a key sits at
 //! the MD5 of its raw bytes and its preference list is the first N distinct
 //! members met walking clockwise. From member states the ring derives who must
@@ -26,5 +26,5 @@ pub use member::{Member, MemberState, MemberStatus, NodeId};
 pub use position::{Position, token_position};
 pub use ring::{
     DEFAULT_REPLICAS, DEFAULT_VNODES, MAX_MEMBERS, MAX_REPLICAS, MAX_VNODES, Placement, Quorum,
-    ReplicaSet, Ring, RingParams, TokenCollision,
+    ReplicaSet, Ring, RingParams, RingVersion, TokenCollision,
 };

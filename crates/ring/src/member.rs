@@ -1,9 +1,12 @@
-//! Members of a ring: their names and their states.
+//! Members of a ring: their names, their states and the versions of those
+//! states.
 //!
 //! A member is named by its advertised `host:port` string exactly as given:
 //! `localhost:50140` and `127.0.0.1:50140` are two different members, as in
-//! the seed. Its [`MemberState`] is agreed cluster-wide and changing it bumps
-//! the ring's epoch; whether a member is *down* is each node's own view and
+//! the seed. Its [`MemberState`] is agreed cluster-wide: every change of it
+//! comes with a higher version, and of two entries for the same member the
+//! one that [supersedes](Member::supersedes) the other wins, whatever order
+//! they arrive in. Whether a member is *down* is each node's own view and
 //! lives outside the ring (see [`MemberStatus`]).
 
 use std::fmt;
@@ -181,17 +184,66 @@ impl fmt::Display for MemberStatus {
     }
 }
 
-/// One entry of a membership view.
+impl MemberState {
+    /// Breaks a tie between two entries of one version: only concurrent
+    /// decisions (an admin's remove racing the member's own change) give
+    /// one version two states, and the later a state comes in a member's
+    /// life, the more it wins, so a remove is never undone by a tie.
+    fn rank(self) -> u8 {
+        match self {
+            Self::Joining => 0,
+            Self::Up => 1,
+            Self::Leaving => 2,
+            Self::Removed => 3,
+        }
+    }
+}
+
+/// One entry of a membership view: a member, its state, and the version of
+/// that state.
+///
+/// Versions only grow. The member itself advances its own (join → up,
+/// up → leaving, leaving → removed); the cluster's rule lets any member
+/// advance another's only to remove it, and lets the member a node joins
+/// through advance a removed member's to readmit it as a new incarnation
+/// (see ARCHITECTURE.md, Membership).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Member {
     id: NodeId,
     state: MemberState,
+    /// Saved views from before versions existed load as version 0.
+    #[serde(default)]
+    version: u64,
 }
 
 impl Member {
-    /// A member with the given name and state.
+    /// A member with the given name and state, at version 0.
     pub fn new(id: NodeId, state: MemberState) -> Self {
-        Self { id, state }
+        Self {
+            id,
+            state,
+            version: 0,
+        }
+    }
+
+    /// This entry at `version`.
+    #[must_use]
+    pub fn at(mut self, version: u64) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// The version of its state.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Whether this entry replaces `other`, an entry for the same member:
+    /// a higher version always does, and at one version the later state
+    /// in a member's life does. A total order on entries, so merging a set
+    /// of entries gives the same result in any order.
+    pub fn supersedes(&self, other: &Member) -> bool {
+        (self.version, self.state.rank()) > (other.version, other.state.rank())
     }
 
     /// Its name.
@@ -227,6 +279,18 @@ mod tests {
         }
         assert!(NodeId::new("x".repeat(MAX_NODE_ID_LEN + 1)).is_err());
         assert!(NodeId::new("x".repeat(MAX_NODE_ID_LEN)).is_ok());
+    }
+
+    #[test]
+    fn a_higher_version_wins_and_a_tie_goes_to_the_later_state() {
+        let a = NodeId::new("a:1").expect("valid");
+        let up2 = Member::new(a.clone(), MemberState::Up).at(2);
+        let joining3 = Member::new(a.clone(), MemberState::Joining).at(3);
+        let removed2 = Member::new(a, MemberState::Removed).at(2);
+        assert!(joining3.supersedes(&up2));
+        assert!(!up2.supersedes(&joining3));
+        assert!(removed2.supersedes(&up2));
+        assert!(!up2.supersedes(&up2), "an entry does not replace itself");
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! the ring on every request. Rebuilding is cheap enough (milliseconds for a
 //! hundred members) to happen on every membership change.
 
+use std::fmt;
+
+use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
 use crate::{Member, MemberState, NodeId, Position, RingError, token_position};
@@ -135,11 +138,45 @@ struct Table {
     lists: Vec<u32>,
 }
 
+/// Names one ring: a 64-bit digest (MD5, cut) of N, V, their version and
+/// every member's name, state and version in name order. Shown as 16 hex
+/// digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RingVersion(pub u64);
+
+impl RingVersion {
+    /// The version of a view: N and V at `params_version`, and `members`
+    /// sorted by name (as a ring and a view keep them).
+    pub fn of_sorted(params: RingParams, params_version: u64, members: &[Member]) -> Self {
+        let mut h = Md5::new();
+        h.update((params.replicas as u64).to_be_bytes());
+        h.update(params.vnodes.to_be_bytes());
+        h.update(params_version.to_be_bytes());
+        for m in members {
+            // The length first, so no two lists of names hash alike.
+            h.update((m.id().as_str().len() as u64).to_be_bytes());
+            h.update(m.id().as_str().as_bytes());
+            h.update([m.state() as u8]);
+            h.update(m.version().to_be_bytes());
+        }
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h.finalize()[..8]);
+        Self(u64::from_be_bytes(b))
+    }
+}
+
+impl fmt::Display for RingVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
 /// A consistent-hash ring built from one membership view. See the crate docs.
 #[derive(Clone, Debug)]
 pub struct Ring {
     params: RingParams,
-    epoch: u64,
+    params_version: u64,
+    version: RingVersion,
     members: Vec<Member>,
     tokens: Vec<u64>,
     owners: Vec<u32>,
@@ -149,11 +186,13 @@ pub struct Ring {
 }
 
 impl Ring {
-    /// Builds the ring of a membership view. Members may come in any order;
-    /// the result depends only on the set. A name given twice is an error.
+    /// Builds the ring of a membership view: N and V at `params_version`,
+    /// and the members with their versioned states. Members may come in any
+    /// order; the result depends only on the set. A name given twice is an
+    /// error.
     pub fn new(
         params: RingParams,
-        epoch: u64,
+        params_version: u64,
         members: impl IntoIterator<Item = Member>,
     ) -> Result<Self, RingError> {
         let mut members: Vec<Member> = members.into_iter().collect();
@@ -175,14 +214,14 @@ impl Ring {
                 points.extend((0..params.vnodes).map(|v| (token_position(m.id(), v).0, idx)));
             }
         }
-        Ok(Self::from_points(params, epoch, members, points))
+        Ok(Self::from_points(params, params_version, members, points))
     }
 
     /// Builds from members sorted by name and their tokens as
     /// `(position, member index)`.
     fn from_points(
         params: RingParams,
-        epoch: u64,
+        params_version: u64,
         members: Vec<Member>,
         mut points: Vec<(u64, u32)>,
     ) -> Self {
@@ -200,9 +239,11 @@ impl Ring {
             }
         }
         let (tokens, owners): (Vec<u64>, Vec<u32>) = points.into_iter().unzip();
+        let version = RingVersion::of_sorted(params, params_version, &members);
         let mut ring = Self {
             params,
-            epoch,
+            params_version,
+            version,
             members,
             tokens,
             owners,
@@ -250,9 +291,26 @@ impl Ring {
         self.params
     }
 
-    /// The membership epoch this ring was built from.
+    /// The version of N and V.
+    pub fn params_version(&self) -> u64 {
+        self.params_version
+    }
+
+    /// How far this ring has come: the version of N and V plus every
+    /// member's version. It only grows as views merge, and every change a
+    /// member decides raises it, but two different rings may share it:
+    /// [`Ring::version`] tells rings apart.
     pub fn epoch(&self) -> u64 {
-        self.epoch
+        self.members
+            .iter()
+            .fold(self.params_version, |e, m| e.saturating_add(m.version()))
+    }
+
+    /// A digest of everything the ring is built from: two rings have the
+    /// same version exactly when they hold the same versioned entries (up
+    /// to a 64-bit digest collision).
+    pub fn version(&self) -> RingVersion {
+        self.version
     }
 
     /// Every member of the view (removed ones included), sorted by name.

@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use mydht_cluster::{Change, View};
+use mydht_cluster::View;
+use mydht_proto::ErrorReply;
 use mydht_ring::{MemberState, NodeId};
 use mydht_store::Store;
 
@@ -15,15 +16,18 @@ use crate::movement::Pass;
 use crate::node::Node;
 
 pub(crate) async fn send_gained<S: Store>(node: &Node<S>, joiner: NodeId) -> Reply {
-    // The joiner may ask before the seed's announcement arrived.
-    let change = Change::Joined {
-        node: joiner.clone(),
-        epoch: 0,
-    };
-    let ring = match node.cluster.apply(&change).await {
-        Ok(applied) => applied.after,
-        Err(e) => return Reply::error(failed(&e)),
-    };
+    // The joiner pushes its view before it asks, so this node knows it;
+    // an ask from a node this view does not list as joining is refused
+    // rather than acted on with a guess at its version.
+    let ring = node.cluster.ring();
+    if ring.member(&joiner).map(|m| m.state()) != Some(MemberState::Joining) {
+        return Reply::error(ErrorReply::BadRequest {
+            reason: format!(
+                "{joiner} is not joining in {}'s view of the ring",
+                node.cluster.me()
+            ),
+        });
+    }
     let before = match View::of_ring(&ring)
         .with_state(&joiner, MemberState::Removed)
         .to_ring()

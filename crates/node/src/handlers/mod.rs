@@ -53,15 +53,11 @@ pub(crate) async fn route<S: Store>(
         Request::Whereis { key } => local::whereis(node, &key),
         Request::Members => members::members(node),
         Request::Join { node: joiner } => Box::pin(members::join(node, joiner)).await,
-        Request::AddNode { node: added, epoch } => {
-            Box::pin(members::add_node(node, added, epoch)).await
-        }
-        Request::SetState {
-            node: member,
-            state,
-            epoch,
-        } => Box::pin(members::set_state(node, member, state, epoch)).await,
-        Request::Left { node: member } => Box::pin(members::left(node, member)).await,
+        Request::Gossip(view) => Box::pin(members::gossip(node, view)).await,
+        Request::SyncRing {
+            node: from,
+            version,
+        } => members::sync_ring(node, &from, version),
         Request::SendGained { node: joiner } => Box::pin(gained::send_gained(node, joiner)).await,
         Request::ReplicaStore {
             key,

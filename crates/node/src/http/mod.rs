@@ -30,6 +30,7 @@ pub(crate) async fn serve<S: Store>(node: Node<S>, stream: Joined) {
     let router = Router::new()
         .route("/", get(status::page::<S>))
         .route("/status.json", get(status::json::<S>))
+        .route("/v1/ring", get(status::ring::<S>))
         .route("/health", get(|| async { "ok\n" }))
         .route(
             "/v1/kv/{*key}",

@@ -15,6 +15,7 @@ use mydht_store::{ScanCursor, Stamp, Store};
 
 use super::kv::{PageQuery, key_url};
 use crate::node::Node;
+use crate::obs::ring::{RingReport, report};
 use crate::obs::status::{NodeStatus, snapshot};
 
 /// Keys per page of the table.
@@ -45,6 +46,10 @@ pub(crate) async fn json<S: Store>(State(node): State<Node<S>>) -> Json<NodeStat
     Json(snapshot(&node))
 }
 
+pub(crate) async fn ring<S: Store>(State(node): State<Node<S>>) -> Json<RingReport> {
+    Json(report(&node))
+}
+
 /// The node, its ring, its members and what is moving.
 fn summary(out: &mut String, status: &NodeStatus) {
     let me = escape(&status.node);
@@ -59,10 +64,11 @@ fn summary(out: &mut String, status: &NodeStatus) {
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>mydht {me}</title>\
          <style>body{{font-family:sans-serif}}td,th{{padding:2px 8px;text-align:left}}</style>\
          </head><body><h1>mydht node {me}</h1>\
-         <p>The ring consists of {} {noun} (epoch {}). N={} (configured {}), W={}, R={}.</p>\
+         <p>The ring consists of {} {noun} (epoch {}, version {}). N={} (configured {}), W={}, R={}.</p>\
          <p>Keys: {} ({} tombstones). Size: {} bytes.</p><h2>Members</h2><ul>",
         status.ring_size,
         status.epoch,
+        status.ring_version,
         r.n,
         r.configured,
         r.w,
@@ -73,9 +79,14 @@ fn summary(out: &mut String, status: &NodeStatus) {
     );
     for m in &status.members {
         let name = escape(&m.node);
+        let differs = if m.ring_differs {
+            " (holds another ring version)"
+        } else {
+            ""
+        };
         let _ = write!(
             out,
-            "<li><a href=\"http://{name}/\">{name}</a> {}</li>",
+            "<li><a href=\"http://{name}/\">{name}</a> {}{differs}</li>",
             m.status
         );
     }

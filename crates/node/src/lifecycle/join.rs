@@ -54,6 +54,8 @@ pub(crate) async fn finish_join(
         .into_iter()
         .filter(|n| !cluster.is_down(n))
         .collect();
+    // Every member learns this node's entry before it is asked.
+    cluster.spread(None).await;
     let failed = cluster.tell(live, &request, deadline).await;
     if !failed.is_empty() {
         return Err(FinishJoinError::NotSent(failed));

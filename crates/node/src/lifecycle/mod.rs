@@ -4,5 +4,6 @@
 //! node was not removed are the cluster's (`mydht-cluster`); what moves
 //! the data is `movement`.
 
+pub(crate) mod gossip;
 pub(crate) mod join;
 pub(crate) mod leave;

@@ -17,6 +17,8 @@ pub struct NodeStatus {
     pub node: String,
     /// Its ring's epoch.
     pub epoch: u64,
+    /// Its ring's version (see `/v1/ring`).
+    pub ring_version: String,
     /// Members that are not removed.
     pub ring_size: usize,
     /// N, W and R.
@@ -53,6 +55,11 @@ pub struct MemberView {
     pub state: String,
     /// Whether this node considers it down.
     pub down: bool,
+    /// The version of its state.
+    pub version: u64,
+    /// Whether the ring version it held when gossip last heard from it
+    /// differs from this node's (`false` when not heard yet).
+    pub ring_differs: bool,
     /// The two together, as the status page shows it (`down` overlays
     /// every state but `removed`).
     pub status: String,
@@ -81,6 +88,7 @@ pub(crate) fn snapshot<S: Store>(node: &Node<S>) -> NodeStatus {
     let ring = node.cluster.ring();
     let quorum = ring.quorum();
     let stats = node.store.stats();
+    let heard = node.cluster.heard_versions();
     let members = ring
         .members()
         .iter()
@@ -90,6 +98,10 @@ pub(crate) fn snapshot<S: Store>(node: &Node<S>) -> NodeStatus {
                 node: m.id().to_string(),
                 state: MemberStatus::of(m.state(), false).to_string(),
                 down,
+                version: m.version(),
+                ring_differs: heard
+                    .get(m.id())
+                    .is_some_and(|h| h.version != ring.version()),
                 status: MemberStatus::of(m.state(), down).to_string(),
             }
         })
@@ -97,6 +109,7 @@ pub(crate) fn snapshot<S: Store>(node: &Node<S>) -> NodeStatus {
     NodeStatus {
         node: node.cluster.me().to_string(),
         epoch: ring.epoch(),
+        ring_version: ring.version().to_string(),
         ring_size: ring
             .members()
             .iter()

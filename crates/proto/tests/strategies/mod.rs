@@ -37,7 +37,8 @@ pub fn payload() -> impl Strategy<Value = Payload> {
 }
 
 pub fn member() -> impl Strategy<Value = Member> {
-    (node_id(), member_state()).prop_map(|(id, state)| Member::new(id, state))
+    (node_id(), member_state(), any::<u64>())
+        .prop_map(|(id, state, version)| Member::new(id, state).at(version))
 }
 
 pub fn request() -> impl Strategy<Value = Request> {
@@ -75,9 +76,7 @@ pub fn request() -> impl Strategy<Value = Request> {
         any::<bool>().prop_map(|forwarded| Request::Balance { forwarded }),
         (node_id(), any::<bool>())
             .prop_map(|(node, forwarded)| Request::Remove { node, forwarded }),
-        node_id().prop_map(|node| Request::Left { node }),
         node_id().prop_map(|node| Request::Join { node }),
-        (node_id(), any::<u64>()).prop_map(|(node, epoch)| Request::AddNode { node, epoch }),
         (key(), version(), prop::option::of(payload())).prop_map(|(key, version, value)| {
             Request::ReplicaStore {
                 key,
@@ -88,11 +87,30 @@ pub fn request() -> impl Strategy<Value = Request> {
         key().prop_map(|key| Request::ReplicaFetch { key }),
         key().prop_map(|key| Request::ReplicaProbe { key }),
         Just(Request::Members),
-        (node_id(), member_state(), any::<u64>())
-            .prop_map(|(node, state, epoch)| Request::SetState { node, state, epoch }),
         node_id().prop_map(|node| Request::SendGained { node }),
         (any::<u64>(), any::<u64>()).prop_map(|(start, end)| Request::ReplicaDigest { start, end }),
+        members().prop_map(Request::Gossip),
+        (node_id(), any::<u64>()).prop_map(|(node, version)| Request::SyncRing { node, version }),
     ]
+}
+
+pub fn members() -> impl Strategy<Value = Members> {
+    (
+        (any::<u64>(), any::<u64>(), any::<u64>()),
+        any::<u8>(),
+        any::<u32>(),
+        prop::collection::vec(member(), 0..5),
+    )
+        .prop_map(
+            |((version, epoch, params_version), replicas, vnodes, members)| Members {
+                version,
+                epoch,
+                replicas,
+                vnodes,
+                params_version,
+                members,
+            },
+        )
 }
 
 pub fn member_state() -> impl Strategy<Value = MemberState> {
@@ -152,20 +170,7 @@ pub fn response() -> impl Strategy<Value = Response> {
         prop::option::of(timestamp()).prop_map(|timestamp| Response::HasKey { timestamp }),
         prop::collection::vec(node_id(), 0..5).prop_map(|nodes| Response::Whereis { nodes }),
         Just(Response::Done),
-        (
-            any::<u64>(),
-            any::<u8>(),
-            any::<u32>(),
-            prop::collection::vec(member(), 0..5)
-        )
-            .prop_map(
-                |(epoch, replicas, vnodes, members)| Response::Members(Members {
-                    epoch,
-                    replicas,
-                    vnodes,
-                    members
-                })
-            ),
+        members().prop_map(Response::Members),
         any::<bool>().prop_map(|applied| Response::ReplicaStored { applied }),
         prop_oneof![
             Just(Held::Absent),
