@@ -148,18 +148,18 @@ pub struct NodeArgs {
     /// much more.
     #[arg(long = "sync", default_value = "always")]
     pub sync: String,
-    /// On SIGINT/SIGTERM, how long (seconds) the node may take to hand its
-    /// keys to their next owners before it exits non-zero saying what it did
-    /// not hand off.
+    /// On a leave, how long (seconds) the node may take to hand its keys to
+    /// their next owners before it exits non-zero saying what it did not
+    /// hand off.
     #[arg(long = "leave-timeout", default_value_t = 300)]
     pub leave_timeout: u64,
-    /// What SIGINT/SIGTERM do: `leave` (default, as the seed did: hand the
-    /// keys off and leave the ring for good) or `stop` (stop at once and
-    /// stay a member: a restart on the same data dir rejoins with the data,
-    /// for restarts and upgrades, and for stopping a whole cluster, where
-    /// every node leaving at once would leave nobody to hand off to).
-    #[arg(long = "on-signal", default_value = "leave", value_parser = ["leave", "stop"])]
-    pub on_signal: String,
+    /// What both SIGINT and SIGTERM do, overriding the defaults: SIGINT
+    /// (Ctrl-C) leaves, as the seed did (hand the keys off and leave the
+    /// ring for good); SIGTERM (systemd, `docker stop`, `kill`) stops and
+    /// stays a member, so a restart on the same data dir rejoins with the
+    /// data. `leave` makes both leave, `stop` makes both stop.
+    #[arg(long = "on-signal", value_parser = ["leave", "stop"])]
+    pub on_signal: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -1,4 +1,6 @@
-//! `mydht node`: open the store, start the node, run until SIGINT/SIGTERM.
+//! `mydht node`: open the store, start the node, run until a signal: SIGINT
+//! leaves the ring, SIGTERM stops as a member (`--on-signal` makes both do
+//! one of them), or until the node stops by itself (removed by others).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -20,7 +22,7 @@ pub async fn run(args: NodeArgs) -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let leave_deadline = std::time::Duration::from_secs(args.leave_timeout);
-    let leave_on_signal = args.on_signal == "leave";
+    let on_signal = args.on_signal.clone();
     match start(args).await {
         Ok(node) => {
             // The one line scripts and tests wait for.
@@ -29,7 +31,12 @@ pub async fn run(args: NodeArgs) -> ExitCode {
                 node.name(),
                 node.local_addr()
             );
-            if wait_for_signal(&node).await && leave_on_signal {
+            let leaves = match (wait_for_signal(&node).await, on_signal.as_deref()) {
+                (None, _) => false,
+                (Some(_), Some(choice)) => choice == "leave",
+                (Some(signal), None) => signal == Signal::Interrupt,
+            };
+            if leaves {
                 return leave(node, leave_deadline).await;
             }
             let removed = node.removed();
@@ -99,9 +106,14 @@ async fn leave(node: NodeHandle, deadline: std::time::Duration) -> ExitCode {
     }
 }
 
-/// Waits for SIGINT or SIGTERM (true) or for the node to stop by itself
-/// (false).
-async fn wait_for_signal(node: &NodeHandle) -> bool {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+/// Waits for SIGINT or SIGTERM, or for the node to stop by itself (`None`).
+async fn wait_for_signal(node: &NodeHandle) -> Option<Signal> {
     let term = async {
         #[cfg(unix)]
         {
@@ -117,8 +129,8 @@ async fn wait_for_signal(node: &NodeHandle) -> bool {
         std::future::pending::<()>().await
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => true,
-        () = term => true,
-        () = node.stopped() => false,
+        _ = tokio::signal::ctrl_c() => Some(Signal::Interrupt),
+        () = term => Some(Signal::Terminate),
+        () = node.stopped() => None,
     }
 }

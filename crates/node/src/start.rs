@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mydht_cluster::net::{Dialer, Listener, TcpAcceptor, TcpDialer};
 use mydht_cluster::{Cluster, ClusterConfig, RejoinError};
-use mydht_ring::{NodeId, RingParams};
+use mydht_ring::{MemberState, NodeId, RingParams};
 use mydht_store::{HybridClock, Store};
 
 use crate::antientropy::AntiEntropy;
@@ -110,6 +110,15 @@ pub async fn start_with_dialer<S: Store>(
         }
         _ if !restored => node.cluster.save().await.map_err(NodeError::Membership)?,
         _ => {}
+    }
+    // A leave that did not finish (stopped, or no heir) left this node a
+    // member with its data: it serves as one again.
+    if restored && node.cluster.my_state() == Some(MemberState::Leaving) {
+        tracing::info!("a leave did not finish before this node stopped: back to up");
+        node.cluster
+            .announce(MemberState::Up)
+            .await
+            .map_err(NodeError::Membership)?;
     }
     let ring = node.cluster.ring();
     tracing::info!(
