@@ -9,50 +9,21 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::faults::Net;
-use common::{config, status, wait_until};
-use mydht_node::{NodeConfig, NodeHandle};
+use common::faults::{self, Net, cfg, start_one};
+use common::{held, status, wait_until};
+use mydht_node::NodeHandle;
+use mydht_proto::Held;
 use mydht_ring::NodeId;
-use mydht_store::MemoryStore;
 
-/// `size` nodes dialing through `net`; every node after the first joins
-/// through the first.
 async fn start(net: &Arc<Net>, size: usize) -> Vec<NodeHandle> {
-    let mut nodes: Vec<NodeHandle> = Vec::new();
-    for i in 0..size {
-        let seed = nodes.first().map(|n| n.name().clone());
-        nodes.push(start_one(net, i, cfg(seed.as_ref())).await);
-    }
-    nodes
-}
-
-fn cfg(seed: Option<&NodeId>) -> NodeConfig {
-    let mut cfg = config(seed, 3);
-    // Quick to notice a cut, so the test is quick.
-    cfg.down_after = Duration::from_millis(500);
-    cfg
-}
-
-async fn start_one(net: &Arc<Net>, index: usize, cfg: NodeConfig) -> NodeHandle {
-    let node = mydht_node::start_with_dialer(cfg, MemoryStore::new(), net.dialer(index))
-        .await
-        .expect("node starts");
-    net.named(index, node.name().as_str());
-    node
+    faults::start(net, size, cfg).await
 }
 
 async fn ring_version(node: &NodeId) -> String {
     status(node).await.ring_version
 }
 
-async fn shutdown(nodes: Vec<NodeHandle>) {
-    for n in nodes {
-        let name = n.name().clone();
-        tokio::time::timeout(Duration::from_secs(15), n.shutdown())
-            .await
-            .unwrap_or_else(|_| panic!("{name} did not shut down"));
-    }
-}
+use faults::shutdown;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_cut_off_during_a_join_catches_up_by_gossip_once_the_link_is_back() {
@@ -147,5 +118,54 @@ async fn a_member_removed_while_cut_off_learns_it_by_gossip_and_stops() {
         "its port is closed: it acknowledges nothing more"
     );
     removed.shutdown().await;
+    shutdown(nodes).await;
+}
+
+/// A joiner that cannot reach one holder (its own link to it is cut) gets
+/// every key it gains anyway: the holders it asks know whom it asked, and a
+/// key whose first holder was not asked is sent by the next. Before, the
+/// others saw that first holder alive, left the key to it, and the join
+/// finished without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_that_cannot_reach_a_holder_gets_its_keys_from_the_others() {
+    let net = Net::new();
+    let mut nodes = start(&net, 4).await;
+    let names: Vec<NodeId> = nodes.iter().map(|n| n.name().clone()).collect();
+    let client = common::Cluster {
+        nodes: Vec::new(),
+        names: names.clone(),
+    }
+    .client(1);
+    let keys: Vec<String> = (0..300).map(|i| format!("key-{i}")).collect();
+    for k in &keys {
+        client.put(k, k.clone()).await.expect("put");
+    }
+    // The joiner is node 4: its dials to node 0 fail from the start.
+    net.cut_from(4, names[0].as_str());
+    let joiner = start_one(&net, 4, cfg(Some(&names[1]))).await;
+    let e = joiner.name().clone();
+    nodes.push(joiner);
+    wait_until("the joiner up", Duration::from_secs(30), || {
+        let (b, e) = (names[1].clone(), e.clone());
+        async move {
+            status(&b)
+                .await
+                .member(e.as_str())
+                .is_some_and(|m| m.state == "up")
+        }
+    })
+    .await;
+    let mut owned = 0;
+    for k in &keys {
+        let owners = client.whereis(k).await.expect("whereis");
+        if owners.contains(&e) {
+            owned += 1;
+            assert!(
+                matches!(held(&e, k).await, Held::Value(_)),
+                "{k} (owners {owners:?}) did not reach the joiner"
+            );
+        }
+    }
+    assert!(owned > 50, "the joiner owns {owned} keys");
     shutdown(nodes).await;
 }

@@ -9,8 +9,54 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use std::time::Duration;
+
 use mydht_cluster::net::{BoxFuture, Dialer, Stream, TcpDialer};
+use mydht_node::{NodeConfig, NodeHandle};
+use mydht_ring::NodeId;
+use mydht_store::MemoryStore;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// `size` nodes (memory stores) dialing through `net`, configured by
+/// `cfg(seed)`; every node after the first joins through the first.
+pub async fn start(
+    net: &Arc<Net>,
+    size: usize,
+    cfg: impl Fn(Option<&NodeId>) -> NodeConfig,
+) -> Vec<NodeHandle> {
+    let mut nodes: Vec<NodeHandle> = Vec::new();
+    for i in 0..size {
+        let seed = nodes.first().map(|n| n.name().clone());
+        nodes.push(start_one(net, i, cfg(seed.as_ref())).await);
+    }
+    nodes
+}
+
+/// The test config, quick to notice a cut (N = 3).
+pub fn cfg(seed: Option<&NodeId>) -> NodeConfig {
+    let mut cfg = super::config(seed, 3);
+    cfg.down_after = Duration::from_millis(500);
+    cfg
+}
+
+/// Starts node `index` through `net`.
+pub async fn start_one(net: &Arc<Net>, index: usize, cfg: NodeConfig) -> NodeHandle {
+    let node = mydht_node::start_with_dialer(cfg, MemoryStore::new(), net.dialer(index))
+        .await
+        .expect("node starts");
+    net.named(index, node.name().as_str());
+    node
+}
+
+/// Shuts every node down, each within a deadline.
+pub async fn shutdown(nodes: Vec<NodeHandle>) {
+    for n in nodes {
+        let name = n.name().clone();
+        tokio::time::timeout(Duration::from_secs(15), n.shutdown())
+            .await
+            .unwrap_or_else(|_| panic!("{name} did not shut down"));
+    }
+}
 
 /// Which members are cut off, shared by every node's dialer.
 #[derive(Default)]
@@ -18,6 +64,10 @@ pub struct Net {
     /// Advertised names, by the index a dialer was made with.
     names: Mutex<Vec<Option<String>>>,
     cut: Mutex<BTreeSet<String>>,
+    /// Links cut between two members, each pair in name order.
+    links: Mutex<BTreeSet<(String, String)>>,
+    /// One-way cuts: dials from a dialer's index to a name.
+    one_way: Mutex<BTreeSet<(usize, String)>>,
 }
 
 impl Net {
@@ -47,15 +97,50 @@ impl Net {
         self.cut.lock().expect("cut").insert(name.to_string());
     }
 
+    /// Cuts the one link between `a` and `b`; each still reaches the rest.
+    pub fn cut_link(&self, a: &str, b: &str) {
+        self.links.lock().expect("links").insert(pair(a, b));
+    }
+
+    /// Cuts node `index`'s own connections to `to` (known before node
+    /// `index` has a name); `to` still reaches it.
+    pub fn cut_from(&self, index: usize, to: &str) {
+        self.one_way
+            .lock()
+            .expect("one way")
+            .insert((index, to.to_string()));
+    }
+
     /// Restores every link.
     pub fn heal(&self) {
         self.cut.lock().expect("cut").clear();
+        self.links.lock().expect("links").clear();
+        self.one_way.lock().expect("one way").clear();
     }
 
-    fn is_cut(&self, from: usize, to: &str) -> bool {
+    fn is_cut(&self, index: usize, to: &str) -> bool {
+        if self
+            .one_way
+            .lock()
+            .expect("one way")
+            .contains(&(index, to.to_string()))
+        {
+            return true;
+        }
+        let from = self.names.lock().expect("names")[index].clone();
         let cut = self.cut.lock().expect("cut");
-        let from = self.names.lock().expect("names")[from].clone();
-        cut.contains(to) || from.is_some_and(|f| cut.contains(&f))
+        if cut.contains(to) || from.as_ref().is_some_and(|f| cut.contains(f)) {
+            return true;
+        }
+        from.is_some_and(|f| self.links.lock().expect("links").contains(&pair(&f, to)))
+    }
+}
+
+fn pair(a: &str, b: &str) -> (String, String) {
+    if a <= b {
+        (a.to_string(), b.to_string())
+    } else {
+        (b.to_string(), a.to_string())
     }
 }
 

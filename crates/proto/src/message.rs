@@ -202,10 +202,13 @@ pub enum Request {
     Members,
     /// Send `node` (a joining member) the keys it gained by joining, from
     /// this node's store; answered with [`Response::Done`] once they are
-    /// there. (Wire index 16, once named `Handoff`.)
+    /// there. Of a key's holders, only those in `asked` (every member the
+    /// joiner asks) may be counted on to send it. (Once named `Handoff`.)
     SendGained {
         /// The joining member.
         node: NodeId,
+        /// The members the joiner asks.
+        asked: Vec<NodeId>,
     },
     /// Replica call: a digest of every entry this node holds whose position
     /// lies in `(start, end]` (the whole circle when they are equal), so two

@@ -99,7 +99,10 @@ fn request_variant_indices_are_stable() {
         Request::ReplicaFetch { key: key.clone() },
         Request::ReplicaProbe { key },
         Request::Members,
-        Request::SendGained { node: node() },
+        Request::SendGained {
+            node: node(),
+            asked: vec![node()],
+        },
         Request::ReplicaDigest { start: 1, end: 2 },
         Request::Gossip(members()),
         Request::SyncRing {

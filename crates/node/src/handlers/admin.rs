@@ -111,7 +111,10 @@ pub(crate) async fn remove<S: Store>(node: &Node<S>, target: NodeId, forwarded: 
         node: target,
         forwarded: true,
     };
-    let pass = node.movement.start(Pass::Restore { before });
+    let pass = node.movement.start(Pass::Restore {
+        before,
+        senders: None,
+    });
     let both = async {
         tokio::join!(
             pass.finished(),

@@ -15,7 +15,11 @@ use super::{Reply, failed};
 use crate::movement::Pass;
 use crate::node::Node;
 
-pub(crate) async fn send_gained<S: Store>(node: &Node<S>, joiner: NodeId) -> Reply {
+pub(crate) async fn send_gained<S: Store>(
+    node: &Node<S>,
+    joiner: NodeId,
+    asked: Vec<NodeId>,
+) -> Reply {
     // The joiner pushes its view before it asks, so this node knows it;
     // an ask from a node this view does not list as joining is refused
     // rather than acted on with a guess at its version.
@@ -35,7 +39,10 @@ pub(crate) async fn send_gained<S: Store>(node: &Node<S>, joiner: NodeId) -> Rep
         Ok(r) => Arc::new(r),
         Err(e) => return Reply::error(failed(&e)),
     };
-    let pass = node.movement.start(Pass::Restore { before });
+    let pass = node.movement.start(Pass::Restore {
+        before,
+        senders: Some(Arc::from(asked)),
+    });
     let Some(report) = node.unless_stopping(pass.finished()).await else {
         return answer(
             "sending the gained keys",

@@ -58,7 +58,10 @@ pub(crate) async fn route<S: Store>(
             node: from,
             version,
         } => members::sync_ring(node, &from, version),
-        Request::SendGained { node: joiner } => Box::pin(gained::send_gained(node, joiner)).await,
+        Request::SendGained {
+            node: joiner,
+            asked,
+        } => Box::pin(gained::send_gained(node, joiner, asked)).await,
         Request::ReplicaStore {
             key,
             version,

@@ -23,6 +23,17 @@ pub(crate) enum FinishJoinError {
     /// Some members did not send the keys this node gained.
     #[error("{}", list(.0))]
     NotSent(Vec<RpcError>),
+    /// Some ranges this node gains have no holder it can ask (each is
+    /// down in its view): they would arrive from nobody.
+    #[error(
+        "{ranges} gained ranges have no live holder to ask (e.g. held by {example}); waiting for one"
+    )]
+    NoHolder {
+        /// Ranges without a live holder.
+        ranges: usize,
+        /// The holders of one of them.
+        example: String,
+    },
     /// This node's state could not be changed.
     #[error(transparent)]
     Membership(#[from] MembershipError),
@@ -44,16 +55,32 @@ pub(crate) async fn finish_join(
     cluster: &Cluster,
     deadline: Duration,
 ) -> Result<(), FinishJoinError> {
-    let request = Request::SendGained {
-        node: cluster.me().clone(),
-    };
-    // A down member is not waited for: every other holder of a key checks
-    // that its elected sender has it and sends it otherwise.
+    // A down member is not asked, and the members asked are told who was:
+    // each elects a key's sender among them only, so every key comes from
+    // a holder that was asked directly.
     let live: Vec<NodeId> = cluster
         .others()
         .into_iter()
         .filter(|n| !cluster.is_down(n))
         .collect();
+    let uncovered: Vec<_> = cluster
+        .ring()
+        .pending_changes()
+        .into_iter()
+        .filter(|c| c.gained().any(|n| n == cluster.me()))
+        .filter(|c| !c.before().is_empty() && !c.before().iter().any(|h| live.contains(h)))
+        .collect();
+    if let Some(first) = uncovered.first() {
+        let holders: Vec<&str> = first.before().iter().map(NodeId::as_str).collect();
+        return Err(FinishJoinError::NoHolder {
+            ranges: uncovered.len(),
+            example: holders.join(", "),
+        });
+    }
+    let request = Request::SendGained {
+        node: cluster.me().clone(),
+        asked: live.clone(),
+    };
     // Every member learns this node's entry before it is asked.
     cluster.spread(None).await;
     let failed = cluster.tell(live, &request, deadline).await;

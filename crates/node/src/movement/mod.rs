@@ -34,6 +34,11 @@ pub(crate) enum Pass {
     Restore {
         /// The ring before the change.
         before: Arc<Ring>,
+        /// The holders that were asked to run this pass too, when not every
+        /// member was (a join asks only the members it sees alive): only
+        /// they may be elected to send a key, so a key whose first holder
+        /// was never asked is sent by another that was.
+        senders: Option<Arc<[NodeId]>>,
     },
     /// Drop each key this node no longer owns, once every owner holds the
     /// same or a newer version (sent first if not).

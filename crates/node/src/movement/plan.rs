@@ -88,7 +88,7 @@ pub(crate) fn plan(
                 },
             }
         }
-        Pass::Restore { before } => {
+        Pass::Restore { before, senders } => {
             let old = before.write_set(position, |_| false).to_vec();
             let gained: Vec<NodeId> = owners.into_iter().filter(|n| !old.contains(n)).collect();
             if gained.is_empty() {
@@ -97,9 +97,10 @@ pub(crate) fn plan(
             // One survivor sends, so a value does not travel once per copy:
             // the first old holder still in the ring that this node does not
             // consider down.
-            let sender = old
-                .iter()
-                .find(|n| ring.member(n).is_some_and(|m| m.state().has_tokens()) && !is_down(n));
+            let asked = |n: &NodeId| senders.as_ref().is_none_or(|s| s.contains(n));
+            let sender = old.iter().find(|n| {
+                ring.member(n).is_some_and(|m| m.state().has_tokens()) && !is_down(n) && asked(n)
+            });
             match sender {
                 Some(s) if s == me => Plan {
                     check_sender: None,
@@ -197,7 +198,7 @@ mod tests {
             let mut after_members = up(members);
             after_members.push((joiner, MemberState::Joining));
             let after = ring(n, &after_members);
-            let pass = Pass::Restore { before: before.clone() };
+            let pass = Pass::Restore { before: before.clone(), senders: None };
             for p in positions {
                 let pos = Position(p);
                 let old = before.write_set(pos, |_| false).to_vec();
@@ -308,6 +309,7 @@ mod tests {
         let after = ring(3, &now);
         let pass = Pass::Restore {
             before: before.clone(),
+            senders: None,
         };
         let pos = (0..10_000u64)
             .map(|i| Position(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
@@ -330,6 +332,20 @@ mod tests {
         assert_eq!(
             sends.check_sender, None,
             "the next live holder sends itself"
+        );
+        assert_eq!(sends.ensure, waits.ensure);
+
+        // A joiner that did not ask the first holder: the next holder it
+        // asked sends, whatever this holder thinks of the first's health.
+        let asked: Arc<[NodeId]> = (0..4).map(id).filter(|n| *n != first).collect();
+        let pass = Pass::Restore {
+            before: before.clone(),
+            senders: Some(asked),
+        };
+        let sends = plan(&pass, &after, &second, pos, false, |_| false);
+        assert_eq!(
+            sends.check_sender, None,
+            "a holder never asked is never counted on"
         );
         assert_eq!(sends.ensure, waits.ensure);
     }

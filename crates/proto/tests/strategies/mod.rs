@@ -87,7 +87,8 @@ pub fn request() -> impl Strategy<Value = Request> {
         key().prop_map(|key| Request::ReplicaFetch { key }),
         key().prop_map(|key| Request::ReplicaProbe { key }),
         Just(Request::Members),
-        node_id().prop_map(|node| Request::SendGained { node }),
+        (node_id(), prop::collection::vec(node_id(), 0..4))
+            .prop_map(|(node, asked)| Request::SendGained { node, asked }),
         (any::<u64>(), any::<u64>()).prop_map(|(start, end)| Request::ReplicaDigest { start, end }),
         members().prop_map(Request::Gossip),
         (node_id(), any::<u64>()).prop_map(|(node, version)| Request::SyncRing { node, version }),
