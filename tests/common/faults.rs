@@ -1,7 +1,8 @@
 //! A transport that can cut members off: every node of a test dials through
-//! one [`Net`], which refuses new connections to or from a cut member and
-//! fails reads and writes on the ones it already has. A cut is both ways,
-//! like a pulled cable; clients and HTTP (the test's own eyes) are not cut.
+//! one [`Net`], which refuses new connections to or from a cut member, fails
+//! reads and writes on the ones it already has, and drops its failure
+//! detector's datagrams. A cut is both ways, like a pulled cable; clients
+//! and HTTP (the test's own eyes) are not cut.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -11,8 +12,8 @@ use std::task::{Context, Poll};
 
 use std::time::Duration;
 
-use mydht_cluster::net::{BoxFuture, Dialer, Stream, TcpDialer};
-use mydht_node::{NodeConfig, NodeHandle};
+use mydht_cluster::net::{BoxFuture, Datagrams, Dialer, Stream, TcpDialer};
+use mydht_node::{NodeConfig, NodeHandle, Transport};
 use mydht_ring::NodeId;
 use mydht_store::MemoryStore;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -41,7 +42,7 @@ pub fn cfg(seed: Option<&NodeId>) -> NodeConfig {
 
 /// Starts node `index` through `net`.
 pub async fn start_one(net: &Arc<Net>, index: usize, cfg: NodeConfig) -> NodeHandle {
-    let node = mydht_node::start_with_dialer(cfg, MemoryStore::new(), net.dialer(index))
+    let node = mydht_node::start_with_transport(cfg, MemoryStore::new(), net.transport(index))
         .await
         .expect("node starts");
     net.named(index, node.name().as_str());
@@ -85,6 +86,17 @@ impl Net {
             net: self.clone(),
             index,
         })
+    }
+
+    /// Both the dialer and the datagram layer for node `index`.
+    pub fn transport(self: &Arc<Self>, index: usize) -> Transport {
+        let net = self.clone();
+        Transport {
+            dialer: self.dialer(index),
+            datagrams: Some(Box::new(move |inner| {
+                Arc::new(FaultDatagrams { net, index, inner })
+            })),
+        }
     }
 
     /// Names node `index` once it has started (its port is known then).
@@ -176,6 +188,26 @@ impl Dialer for FaultDialer {
                 },
             ))
         })
+    }
+}
+
+/// A node's UDP socket, dropping datagrams over cut links.
+struct FaultDatagrams {
+    net: Arc<Net>,
+    index: usize,
+    inner: Arc<dyn Datagrams>,
+}
+
+impl Datagrams for FaultDatagrams {
+    fn send_to<'a>(&'a self, to: &'a str, packet: &'a [u8]) -> BoxFuture<'a, io::Result<()>> {
+        if self.net.is_cut(self.index, to) {
+            return Box::pin(async { Ok(()) });
+        }
+        self.inner.send_to(to, packet)
+    }
+
+    fn recv<'a>(&'a self, buf: &'a mut [u8]) -> BoxFuture<'a, io::Result<usize>> {
+        self.inner.recv(buf)
     }
 }
 

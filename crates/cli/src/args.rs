@@ -160,6 +160,12 @@ pub struct NodeArgs {
     /// data. `leave` makes both leave, `stop` makes both stop.
     #[arg(long = "on-signal", value_parser = ["leave", "stop"])]
     pub on_signal: Option<String>,
+    /// Remove a member the cluster has seen not alive for this long (`90s`,
+    /// `10m`), exactly as `-c remove` does: its keys get N live copies
+    /// again. Off unless set: a member that was only cut off or paused
+    /// comes back refused and must be wiped to rejoin.
+    #[arg(long = "remove-after", value_parser = humantime::parse_duration)]
+    pub remove_after: Option<std::time::Duration>,
 }
 
 #[derive(Args, Debug)]

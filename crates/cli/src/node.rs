@@ -67,6 +67,7 @@ async fn start(args: NodeArgs) -> anyhow::Result<NodeHandle> {
     cfg.bind = args.bind;
     cfg.seed = args.server;
     cfg.replicas = args.replicas;
+    cfg.remove_after = args.remove_after;
     cfg.data_dir = data_dir.clone();
     if args.memory {
         Ok(mydht_node::start(cfg, MemoryStore::new()).await?)

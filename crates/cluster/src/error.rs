@@ -133,8 +133,9 @@ pub enum RpcError {
         /// What came.
         got: &'static str,
     },
-    /// This node considers the member down and did not call it.
-    #[error("down")]
+    /// This node considers the member down: it did not call it, or gave
+    /// up on the call when the member went down.
+    #[error("{node}: down (not answering)")]
     Down {
         /// The member.
         node: NodeId,

@@ -19,6 +19,7 @@
 //! (compare ring versions with one member, exchange views when they
 //! differ) repair whatever a member missed.
 
+pub mod detector;
 mod error;
 mod liveness;
 mod manager;
@@ -26,6 +27,8 @@ pub mod net;
 mod persist;
 mod pool;
 mod rpc;
+pub mod sim;
+mod swim;
 mod view;
 
 use std::collections::HashMap;
@@ -455,6 +458,24 @@ impl Cluster {
             .collect()
     }
 
+    /// Sends `request` to those of `nodes` this node sees alive, each within
+    /// `deadline` but abandoned once its member goes down; returns the
+    /// failures and the members skipped as not alive.
+    pub async fn tell_alive(
+        &self,
+        nodes: Vec<NodeId>,
+        request: &Request,
+        deadline: Duration,
+    ) -> (Vec<RpcError>, Vec<NodeId>) {
+        let (answers, skipped) = self
+            .0
+            .rpc
+            .broadcast_alive::<Done>(nodes, request, deadline)
+            .await;
+        let failed = answers.into_iter().filter_map(|(_, r)| r.err()).collect();
+        (failed, skipped)
+    }
+
     /// Asks every member marked down for its member list, all at once; one
     /// that answers is no longer skipped. A real round trip, not just a
     /// connection: a connection can stay open to a member that stopped
@@ -474,7 +495,7 @@ impl Cluster {
 }
 
 /// Where `me` starts its gossip turns: a hash of its name.
-fn start_turn(me: &NodeId) -> usize {
+pub(crate) fn start_turn(me: &NodeId) -> usize {
     me.as_str().bytes().fold(0usize, |h, b| {
         h.wrapping_mul(31).wrapping_add(usize::from(b))
     })

@@ -1,10 +1,13 @@
 //! This node's view of which members answer.
 //!
-//! A member that refuses a connection, or whose calls keep failing for
-//! `down_after`, is marked down: coordinators skip it instead of paying a
-//! failed call on every request, and it stays down until a call or a
-//! recheck reaches it again. That is this node's own view and never changes
-//! the ring or its epoch. The set of members down is published on a `watch`
+//! Two sources mark a member down, and it is down while either does. The
+//! failure detector (SWIM, `detector`) declares a member down that stopped
+//! answering probes, without any request touching it, and alive again once
+//! it answers; that is what every member agrees on within seconds. Calls
+//! are the fast path: a member that refuses a connection, or whose calls
+//! keep failing for `down_after`, is marked down at once, and stays so
+//! until a call or a recheck reaches it again. Either way it is this node's
+//! own view and never changes the ring or its epoch. The set of members down is published on a `watch`
 //! channel, so whoever needs to act when a member comes back (or goes) is
 //! woken with the new set instead of polling. Time is tokio's, so tests can
 //! pause and advance it.
@@ -45,12 +48,24 @@ struct Failing {
     last: Instant,
 }
 
+/// Who is down by which source; one lock, so the union is always right.
+#[derive(Default)]
+struct Marks {
+    failing: HashMap<NodeId, Failing>,
+    /// Marked down by failed calls.
+    by_calls: BTreeSet<NodeId>,
+    /// Declared down by the failure detector.
+    detected: BTreeSet<NodeId>,
+    /// Times a member went down, all sources (false deaths show here).
+    downs: u64,
+}
+
 /// Which members answer, as this node sees it.
 pub struct Liveness {
     me: NodeId,
     down_after: Duration,
     retry_every: Duration,
-    failing: Mutex<HashMap<NodeId, Failing>>,
+    failing: Mutex<Marks>,
     /// Entries in `failing`, read without the lock: answers from members
     /// that are not failing (nearly all of them) cost no lock.
     failing_count: AtomicUsize,
@@ -71,7 +86,7 @@ impl Liveness {
             me,
             down_after,
             retry_every,
-            failing: Mutex::new(HashMap::new()),
+            failing: Mutex::new(Marks::default()),
             failing_count: AtomicUsize::new(0),
             down,
         }
@@ -107,31 +122,28 @@ impl Liveness {
             return;
         }
         let now = Instant::now();
-        let mut failing = lock(&self.failing);
+        let mut marks = lock(&self.failing);
         // Runs that ended without marking anyone down are forgotten, so a
         // member that failed once and was never called again does not keep
         // every answer on the locked path.
-        let down = self.down.borrow().clone();
+        let Marks {
+            failing, by_calls, ..
+        } = &mut *marks;
         failing.retain(|n, f| {
-            n == node || down.contains(n) || now.duration_since(f.last) <= self.down_after
+            n == node || by_calls.contains(n) || now.duration_since(f.last) <= self.down_after
         });
-        self.failing_count.store(failing.len(), Ordering::Relaxed);
-        let f = failing.entry(node.clone()).or_insert_with(|| {
-            self.failing_count.fetch_add(1, Ordering::Relaxed);
-            Failing {
-                since: now,
-                last: now,
-            }
+        let f = failing.entry(node.clone()).or_insert(Failing {
+            since: now,
+            last: now,
         });
         if now.duration_since(f.last) > self.down_after {
             f.since = now;
         }
         f.last = now;
         let due = conclusive || now.duration_since(f.since) >= self.down_after;
-        if due && !self.is_down(node) {
-            self.down.send_modify(|d| {
-                Arc::make_mut(d).insert(node.clone());
-            });
+        self.failing_count.store(failing.len(), Ordering::Relaxed);
+        if due && by_calls.insert(node.clone()) {
+            self.publish(&mut marks);
             tracing::info!(%node, "member marked down");
         }
     }
@@ -141,18 +153,43 @@ impl Liveness {
         if self.failing_count.load(Ordering::Relaxed) == 0 {
             return;
         }
-        // The failure record and the down set change under one lock, so a
-        // failure noted meanwhile is not lost.
-        let mut failing = lock(&self.failing);
-        let had = failing.remove(node).is_some();
-        if had {
-            self.failing_count.fetch_sub(1, Ordering::Relaxed);
-        }
-        if had && self.is_down(node) {
-            self.down.send_modify(|d| {
-                Arc::make_mut(d).remove(node);
-            });
+        let mut marks = lock(&self.failing);
+        let had = marks.failing.remove(node).is_some();
+        self.failing_count
+            .store(marks.failing.len(), Ordering::Relaxed);
+        if had && marks.by_calls.remove(node) {
+            self.publish(&mut marks);
             tracing::info!(%node, "member answers again");
+        }
+    }
+
+    /// The members the failure detector declares down now.
+    pub fn set_detected(&self, detected: BTreeSet<NodeId>) {
+        let mut marks = lock(&self.failing);
+        if marks.detected != detected {
+            for n in detected.difference(&marks.detected) {
+                tracing::info!(node = %n, "failure detector: member down");
+            }
+            for n in marks.detected.difference(&detected) {
+                tracing::info!(node = %n, "failure detector: member alive again");
+            }
+            marks.detected = detected;
+            self.publish(&mut marks);
+        }
+    }
+
+    /// How many times a member went down in this node's view.
+    pub fn downs(&self) -> u64 {
+        lock(&self.failing).downs
+    }
+
+    /// Publishes the union of both sources, if it changed.
+    fn publish(&self, marks: &mut Marks) {
+        let union: BTreeSet<NodeId> = marks.by_calls.union(&marks.detected).cloned().collect();
+        let current = self.down.borrow().clone();
+        if *current != union {
+            marks.downs += union.difference(&current).count() as u64;
+            self.down.send_replace(Arc::new(union));
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The transport seam: how this node reaches another member ([`Dialer`])
-//! and how it takes connections ([`Listener`]).
+//! The transport seam: how this node reaches another member ([`Dialer`]),
+//! how it takes connections ([`Listener`]), and the datagrams the failure
+//! detector speaks ([`Datagrams`], UDP on the node's port number).
 //!
 //! TCP implements both today ([`TcpDialer`], [`TcpAcceptor`]); TLS and a
 //! simulated network for fault tests implement the same two traits later,
@@ -100,6 +101,85 @@ impl Listener for TcpAcceptor {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.0.local_addr()
+    }
+}
+
+/// Datagrams to and from other members, by name.
+pub trait Datagrams: Send + Sync + 'static {
+    /// Sends one datagram to member `to` (`host:port`). Best-effort: a
+    /// datagram may be lost, as on any network.
+    fn send_to<'a>(&'a self, to: &'a str, packet: &'a [u8]) -> BoxFuture<'a, io::Result<()>>;
+    /// The next datagram, into `buf`; its length.
+    fn recv<'a>(&'a self, buf: &'a mut [u8]) -> BoxFuture<'a, io::Result<usize>>;
+}
+
+/// A UDP socket; names are resolved once each and remembered.
+pub struct UdpDatagrams {
+    socket: tokio::net::UdpSocket,
+    resolved: std::sync::Mutex<std::collections::HashMap<String, SocketAddr>>,
+}
+
+impl UdpDatagrams {
+    /// Binds `addr` (`host:port`).
+    pub async fn bind(addr: &str) -> io::Result<Self> {
+        Ok(Self {
+            socket: tokio::net::UdpSocket::bind(addr).await?,
+            resolved: std::sync::Mutex::new(std::collections::HashMap::new()),
+        })
+    }
+
+    /// The address it is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    async fn resolve(&self, to: &str) -> io::Result<SocketAddr> {
+        let known = self
+            .resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(to)
+            .copied();
+        if let Some(addr) = known {
+            return Ok(addr);
+        }
+        let addr = match to.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => tokio::net::lookup_host(to)
+                .await?
+                .next()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?,
+        };
+        let mut resolved = self
+            .resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Bounded: one entry per member name ever heard of, and a cluster
+        // names at most MAX_MEMBERS; forget all past that.
+        if resolved.len() >= mydht_ring::MAX_MEMBERS {
+            resolved.clear();
+        }
+        resolved.insert(to.to_string(), addr);
+        Ok(addr)
+    }
+}
+
+impl Datagrams for UdpDatagrams {
+    fn send_to<'a>(&'a self, to: &'a str, packet: &'a [u8]) -> BoxFuture<'a, io::Result<()>> {
+        Box::pin(async move {
+            let addr = self.resolve(to).await?;
+            // Never wait on a full socket buffer: a lost probe is what SWIM
+            // is built for, a stalled detector is not.
+            match self.socket.try_send_to(packet, addr) {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn recv<'a>(&'a self, buf: &'a mut [u8]) -> BoxFuture<'a, io::Result<usize>> {
+        Box::pin(async move { Ok(self.socket.recv_from(buf).await?.0) })
     }
 }
 

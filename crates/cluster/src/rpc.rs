@@ -317,4 +317,49 @@ impl Rpc {
         );
         answers
     }
+
+    /// As [`broadcast`](Self::broadcast), to the members of `nodes` this
+    /// node sees alive; a call whose member goes down while it waits is
+    /// abandoned (`RpcError::Down`) instead of waiting out `deadline`, so a
+    /// member that crashes or pauses mid-call costs seconds, not the whole
+    /// deadline. Returns the answers and the members skipped as not alive.
+    pub async fn broadcast_alive<T: FromResponse + Send + 'static>(
+        &self,
+        nodes: Vec<NodeId>,
+        request: &Request,
+        deadline: Duration,
+    ) -> (Vec<(NodeId, Result<T, RpcError>)>, Vec<NodeId>) {
+        let (skipped, alive): (Vec<NodeId>, Vec<NodeId>) =
+            nodes.into_iter().partition(|n| self.0.liveness.is_down(n));
+        let mut set = JoinSet::new();
+        for node in alive {
+            let (rpc, request) = (self.clone(), request.clone());
+            set.spawn(async move {
+                let mut down = rpc.0.liveness.watch();
+                let gone = async {
+                    loop {
+                        if down.borrow_and_update().contains(&node) {
+                            return;
+                        }
+                        if down.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                };
+                let result = tokio::select! {
+                    r = rpc.call_within::<T>(&node, request, deadline) => r,
+                    () = gone => Err(RpcError::Down { node: node.clone() }),
+                    () = rpc.0.stop.cancelled() => Err(RpcError::Stopping),
+                };
+                (node, result)
+            });
+        }
+        let mut answers = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            if let Ok(answer) = joined {
+                answers.push(answer);
+            }
+        }
+        (answers, skipped)
+    }
 }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use mydht_cluster::detector::DetectorConfig;
 use mydht_proto::Limits;
 use mydht_ring::{DEFAULT_REPLICAS, DEFAULT_VNODES};
 
@@ -42,6 +43,11 @@ pub struct NodeConfig {
     /// A member whose calls keep failing (timeouts, broken connections) for
     /// this long is marked down; a refused connection marks it at once.
     pub down_after: Duration,
+    /// Remove a member not alive for this long, as an admin's remove does
+    /// (`--remove-after`); `None` (the default) never removes by itself.
+    pub remove_after: Option<Duration>,
+    /// The failure detector (SWIM over UDP on the node's port number).
+    pub detector: DetectorConfig,
     /// How often this node compares ring versions with another member (a
     /// gossip round), so a change it missed reaches it anyway.
     pub gossip_interval: Duration,
@@ -77,6 +83,8 @@ impl NodeConfig {
             max_connections: 4096,
             down_backoff: Duration::from_secs(1),
             down_after: Duration::from_secs(3),
+            remove_after: None,
+            detector: DetectorConfig::default(),
             gossip_interval: Duration::from_secs(1),
             admin_timeout: Duration::from_secs(600),
             tombstone_grace: Duration::from_secs(24 * 3600),

@@ -60,9 +60,10 @@ pub use error::NodeError;
 pub use handle::NodeHandle;
 pub use lifecycle::leave::{LeaveError, LeaveReport};
 pub use movement::queue::{MovementStatus, PassFailure, PassStatus, PassSummary, RangeCount};
+pub use mydht_cluster::detector::DetectorConfig;
 pub use obs::ring::{RingMember, RingReport};
 pub use obs::status::{MemberView, NodeStatus, Replication, StoreView};
-pub use start::{start, start_with_dialer};
+pub use start::{Transport, WrapDatagrams, start, start_with_transport};
 pub use tasks::{WorkerInfo, WorkerState};
 
 /// The storage engines a node runs on, re-exported so that programs that

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mydht_cluster::net::{Dialer, Listener, TcpAcceptor, TcpDialer};
+use mydht_cluster::net::{Datagrams, Dialer, Listener, TcpAcceptor, TcpDialer, UdpDatagrams};
 use mydht_cluster::{Cluster, ClusterConfig, RejoinError};
 use mydht_ring::{MemberState, NodeId, RingParams};
 use mydht_store::{HybridClock, Store};
@@ -15,6 +15,7 @@ use crate::config::NodeConfig;
 use crate::coord::{CoordParts, Coordinator};
 use crate::error::NodeError;
 use crate::handle::NodeHandle;
+use crate::lifecycle::autoremove::AutoRemove;
 use crate::lifecycle::gossip::{Gossip, watch_removal};
 use crate::lifecycle::join::{self, JoinFinisher};
 use crate::movement::engine::{Budget, Engine};
@@ -27,28 +28,82 @@ use crate::tasks::{Tasks, Worker, WorkerState, Workers};
 /// Binds, loads or creates the membership, joins through the seed node if
 /// one is given, and starts serving with `store`.
 pub async fn start<S: Store>(cfg: NodeConfig, store: S) -> Result<NodeHandle, NodeError> {
-    start_with_dialer(cfg, store, Arc::new(TcpDialer)).await
+    start_with_transport(cfg, store, Transport::default()).await
 }
 
-/// As [`start`], reaching other members through `dialer` (a fault-injecting
-/// transport in partition tests; TLS later).
-pub async fn start_with_dialer<S: Store>(
-    cfg: NodeConfig,
-    store: S,
-    dialer: Arc<dyn Dialer>,
-) -> Result<NodeHandle, NodeError> {
-    let bind_host = cfg.bind.clone().unwrap_or_else(|| cfg.host.clone());
-    let bind_addr = format!("{bind_host}:{}", cfg.port);
-    let listener = TcpAcceptor::bind(&bind_addr)
-        .await
-        .map_err(|source| NodeError::Bind {
-            addr: bind_addr.clone(),
+/// How a node reaches other members: TCP connections and the failure
+/// detector's datagrams. Tests put a fault-injecting layer over both;
+/// TLS goes here later.
+pub struct Transport {
+    /// Opens connections to members.
+    pub dialer: Arc<dyn Dialer>,
+    /// Wraps the node's UDP socket, if set.
+    pub datagrams: Option<WrapDatagrams>,
+}
+
+/// A layer over the node's UDP socket.
+pub type WrapDatagrams = Box<dyn FnOnce(Arc<dyn Datagrams>) -> Arc<dyn Datagrams> + Send>;
+
+impl Default for Transport {
+    fn default() -> Self {
+        Self {
+            dialer: Arc::new(TcpDialer),
+            datagrams: None,
+        }
+    }
+}
+
+/// Binds TCP on `host:port` and UDP on the same port number; with port 0
+/// a few ports are tried until both are free.
+async fn bind(host: &str, port: u16) -> Result<(TcpAcceptor, UdpDatagrams), NodeError> {
+    let mut attempt = 0;
+    loop {
+        let tcp_addr = format!("{host}:{port}");
+        let listener = TcpAcceptor::bind(&tcp_addr)
+            .await
+            .map_err(|source| NodeError::Bind {
+                addr: tcp_addr.clone(),
+                source,
+            })?;
+        let got = listener.local_addr().map_err(|source| NodeError::Bind {
+            addr: tcp_addr.clone(),
             source,
         })?;
+        let udp_addr = format!("{host}:{}", got.port());
+        match UdpDatagrams::bind(&udp_addr).await {
+            Ok(udp) => return Ok((listener, udp)),
+            Err(e) if port == 0 && attempt < 8 => {
+                tracing::debug!(addr = %udp_addr, error = %e, "UDP port taken; another port");
+                attempt += 1;
+            }
+            Err(source) => {
+                return Err(NodeError::Bind {
+                    addr: format!("{udp_addr} (UDP, for failure detection)"),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+/// As [`start`], reaching other members through `transport`.
+pub async fn start_with_transport<S: Store>(
+    cfg: NodeConfig,
+    store: S,
+    transport: Transport,
+) -> Result<NodeHandle, NodeError> {
+    let bind_host = cfg.bind.clone().unwrap_or_else(|| cfg.host.clone());
+    let (listener, udp) = bind(&bind_host, cfg.port).await?;
     let addr = listener.local_addr().map_err(|source| NodeError::Bind {
-        addr: bind_addr.clone(),
+        addr: bind_host.clone(),
         source,
     })?;
+    let udp: Arc<dyn Datagrams> = Arc::new(udp);
+    let datagrams = match transport.datagrams {
+        Some(wrap) => wrap(udp),
+        None => udp,
+    };
+    let dialer = transport.dialer;
     let port = if cfg.port == 0 { addr.port() } else { cfg.port };
     let name = NodeId::new(format!("{}:{port}", cfg.host)).map_err(NodeError::Name)?;
     if let Some(dir) = &cfg.data_dir {
@@ -151,6 +206,20 @@ pub async fn start_with_dialer<S: Store>(
         },
         WorkerState::Idle,
     );
+    if let Some(after) = node.cfg.remove_after {
+        node.workers.spawn(
+            &node.tasks.background,
+            AutoRemove::new(node.clone(), after),
+            WorkerState::Idle,
+        );
+    }
+    node.tasks
+        .background
+        .spawn(node.cluster.clone().run_detector(
+            datagrams,
+            node.cfg.detector.clone(),
+            node.tasks.background.token().clone(),
+        ));
     let leaving = {
         let node = node.clone();
         move || node.leave_started()

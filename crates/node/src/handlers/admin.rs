@@ -11,6 +11,9 @@
 //!   sends it to the members that gained it. Asking again is harmless: the
 //!   pass is planned against the ring with the node put back, so it finds
 //!   the same keys and sends only what is still missing.
+//! - Balance and remove ask only the members this node sees alive, and give
+//!   up on one that goes down mid-call: `ok` means every alive member of the
+//!   ring finished; otherwise the answer names those that did not.
 //! - **purge**: this node drops the keys it no longer owns, each only once
 //!   every owner holds the same or a newer version (sent first if not), so
 //!   purge never deletes the last copy. Acts on the node asked only.
@@ -34,6 +37,16 @@ pub(super) fn answer(what: &str, failed: Vec<String>) -> Reply {
         Reply::error(ErrorReply::Internal {
             reason: format!("{what} did not finish on: {}", failed.join("; ")),
         })
+    }
+}
+
+/// Members not alive are not waited for: an admin call finishes within a
+/// bound whatever a dead or paused member does. They are named in the log;
+/// the answer names the alive members that did not finish.
+fn skipped_note(what: &str, skipped: &[NodeId]) {
+    if !skipped.is_empty() {
+        let names: Vec<&str> = skipped.iter().map(NodeId::as_str).collect();
+        tracing::warn!(skipped = %names.join(", "), "{what}: members not alive were not asked");
     }
 }
 
@@ -61,11 +74,15 @@ pub(crate) async fn balance<S: Store>(node: &Node<S>, forwarded: bool) -> Reply 
     let both = async {
         tokio::join!(
             node.antientropy.round(),
-            node.cluster.tell(others, &request, node.cfg.admin_timeout)
+            node.cluster
+                .tell_alive(others, &request, node.cfg.admin_timeout)
         )
     };
     match node.unless_stopping(both).await {
-        Some((mine, theirs)) => answer("balance", failures(node, &mine, theirs)),
+        Some((mine, (theirs, skipped))) => {
+            skipped_note("balance", &skipped);
+            answer("balance", failures(node, &mine, theirs))
+        }
         None => answer("balance", vec!["this node is stopping".into()]),
     }
 }
@@ -118,11 +135,15 @@ pub(crate) async fn remove<S: Store>(node: &Node<S>, target: NodeId, forwarded: 
     let both = async {
         tokio::join!(
             pass.finished(),
-            node.cluster.tell(others, &request, node.cfg.admin_timeout)
+            node.cluster
+                .tell_alive(others, &request, node.cfg.admin_timeout)
         )
     };
     match node.unless_stopping(both).await {
-        Some((mine, theirs)) => answer("remove", failures(node, &mine, theirs)),
+        Some((mine, (theirs, skipped))) => {
+            skipped_note("remove", &skipped);
+            answer("remove", failures(node, &mine, theirs))
+        }
         None => answer("remove", vec!["this node is stopping".into()]),
     }
 }

@@ -7,7 +7,7 @@
 //! [`gained`] (a joining member asking for its keys) and [`replica`] (the
 //! serving side of replica calls).
 
-mod admin;
+pub(crate) mod admin;
 mod gained;
 mod kv;
 mod local;

@@ -4,6 +4,7 @@
 //! node was not removed are the cluster's (`mydht-cluster`); what moves
 //! the data is `movement`.
 
+pub(crate) mod autoremove;
 pub(crate) mod gossip;
 pub(crate) mod join;
 pub(crate) mod leave;

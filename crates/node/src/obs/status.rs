@@ -21,6 +21,9 @@ pub struct NodeStatus {
     pub ring_version: String,
     /// Members that are not removed.
     pub ring_size: usize,
+    /// How many times a member went down in this node's view, since it
+    /// started (a member falsely declared down counts here too).
+    pub downs: u64,
     /// N, W and R.
     pub replication: Replication,
     /// Every member, removed ones included, as this node sees it.
@@ -110,6 +113,7 @@ pub(crate) fn snapshot<S: Store>(node: &Node<S>) -> NodeStatus {
         node: node.cluster.me().to_string(),
         epoch: ring.epoch(),
         ring_version: ring.version().to_string(),
+        downs: node.cluster.liveness().downs(),
         ring_size: ring
             .members()
             .iter()
