@@ -169,3 +169,54 @@ async fn a_joiner_that_cannot_reach_a_holder_gets_its_keys_from_the_others() {
     assert!(owned > 50, "the joiner owns {owned} keys");
     shutdown(nodes).await;
 }
+
+/// A member that left and comes back with a wiped data dir (same name) is
+/// a new incarnation every member agrees on: joining one version above its
+/// removal, then up, at one ring version everywhere. (Before versions, one
+/// member could list it joining and another removed, forever.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_left_and_returns_wiped_is_a_new_incarnation_everyone_agrees_on() {
+    let net = Net::new();
+    let mut nodes = start(&net, 3).await;
+    let names: Vec<NodeId> = nodes.iter().map(|n| n.name().clone()).collect();
+    let leaver = nodes.pop().expect("three nodes");
+    let c = leaver.name().clone();
+    leaver
+        .leave(Duration::from_secs(30))
+        .await
+        .expect("the leave hands off");
+    leaver.shutdown().await;
+    let removed_at = status(&names[0])
+        .await
+        .member(c.as_str())
+        .map(|m| (m.state.clone(), m.version))
+        .expect("listed");
+    assert_eq!(removed_at.0, "removed");
+
+    // Back, same name, nothing on disk.
+    let mut back_cfg = cfg(Some(&names[0]));
+    back_cfg.port = common::port_of(&c);
+    nodes.push(start_one(&net, 3, back_cfg).await);
+    wait_until(
+        "every member lists the new incarnation up, at one ring version",
+        Duration::from_secs(30),
+        || {
+            let names = names.clone();
+            let c = c.clone();
+            async move {
+                let mut versions = Vec::new();
+                for n in &names {
+                    let s = status(n).await;
+                    match s.member(c.as_str()) {
+                        Some(m) if m.state == "up" && m.version > removed_at.1 => {}
+                        _ => return false,
+                    }
+                    versions.push(s.ring_version);
+                }
+                versions.windows(2).all(|w| w[0] == w[1])
+            }
+        },
+    )
+    .await;
+    shutdown(nodes).await;
+}

@@ -198,3 +198,38 @@ fn remove_after_removes_a_killed_member_and_restores_n_copies() {
         started.elapsed()
     );
 }
+
+#[test]
+fn balance_with_a_paused_member_finishes_within_seconds_and_names_it() {
+    let dir = temp_dir();
+    let nodes = five(dir.path(), &[]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let c = Client::new([nodes[0].name.clone()]).expect("client");
+        for i in 0..100 {
+            c.put(format!("key-{i}"), "v").await.expect("put");
+        }
+    });
+    let ok = client(&nodes[0].port_arg(), &["-c", "balance"]);
+    assert_eq!(stdout(&ok), "BALANCE ok\n", "{}", stderr(&ok));
+    // Paused: it accepts connections (the kernel does) but answers nothing.
+    signal("-STOP", &nodes[3]);
+    let started = Instant::now();
+    let out = client(&nodes[0].port_arg(), &["-c", "balance"]);
+    let took = started.elapsed();
+    signal("-CONT", &nodes[3]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(&nodes[3].name),
+        "the answer names the member not reached: {}",
+        stderr(&out)
+    );
+    // Bounded by failure detection (seconds), not the 10-minute admin
+    // deadline it waited out before.
+    assert!(took < Duration::from_secs(60), "balance took {took:?}");
+    eprintln!("balance with a paused member answered after {took:?}");
+}
