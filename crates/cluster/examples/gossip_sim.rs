@@ -2,7 +2,8 @@
 //! simulation (simulated time, seeded RNG, message loss and delays): how
 //! long until every member knows of a join, of a ring change and of a
 //! crash (median and p99 over seeds), how many members are falsely
-//! declared down, and the bytes each member sends per second at rest.
+//! declared down (over the whole run, five 2 s pauses per seed included),
+//! and the bytes each member sends per second at rest.
 //!
 //! `cargo run --release -p mydht-cluster --example gossip_sim -- --members 1000`
 //! (also `--loss 0.2`, `--seeds 20`, `--rest 30`).
@@ -97,6 +98,17 @@ fn main() {
             Some(t) => crash.push(t.as_secs_f64()),
             None => missed += 1,
         }
+        // Pauses of 2 s (SIGSTOP), one after another: none may cost a
+        // member its life.
+        for k in 0..5 {
+            let paused = (seed as usize * 31 + k * 17 + 2) % a.members;
+            if paused == victim {
+                continue;
+            }
+            sim.pause(paused, Duration::from_secs(2));
+            let now = sim.now();
+            sim.run_until(now + Duration::from_secs(8));
+        }
         false_deaths += sim.false_deaths();
     }
     println!(
@@ -121,7 +133,7 @@ fn main() {
         quantile(&mut bytes_per_s, 0.5),
         quantile(&mut packets_per_s, 0.5)
     );
-    println!("  false deaths               {false_deaths}");
+    println!("  false deaths (5 pauses of 2 s per seed included) {false_deaths}");
     if missed > 0 {
         println!("  runs that did not converge within {limit:?}: {missed}");
     }

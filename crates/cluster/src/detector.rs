@@ -105,7 +105,7 @@ impl Default for DetectorConfig {
             probe_period: Duration::from_secs(1),
             probe_rtt: Duration::from_millis(500),
             indirect_probes: 5,
-            suspect_to_down_after: Duration::from_secs(4),
+            suspect_to_down_after: Duration::from_secs(3),
             min_transmissions: 12,
             gossip_period: Duration::from_millis(200),
             announce_to_down_period: Duration::from_secs(2),
