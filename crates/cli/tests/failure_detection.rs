@@ -7,12 +7,11 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use mydht_client::{Client, ClientOptions};
+use mydht_client::Client;
 
 fn signal(sig: &str, node: &NodeProc) {
     let ok = Command::new("kill")
@@ -125,11 +124,7 @@ fn remove_after_removes_a_killed_member_and_restores_n_copies() {
     let mut nodes = five(dir.path(), &["--remove-after", "5s"]);
     let seed = nodes[0].name.clone();
     let keys: Vec<String> = (0..300).map(|i| format!("key-{i}")).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let c = Client::new([seed.clone()]).expect("client");
         for k in &keys {
@@ -155,44 +150,7 @@ fn remove_after_removes_a_killed_member_and_restores_n_copies() {
     }
     let removed_after = started.elapsed();
     // Every key has 3 live copies on its owners, none of them the dead one.
-    rt.block_on(async {
-        let opts = ClientOptions {
-            attempts: 1,
-            learn_members: false,
-            ..ClientOptions::default()
-        };
-        let c = Client::with_options([seed.clone()], opts.clone()).expect("client");
-        let mut clients: HashMap<String, Client> = HashMap::new();
-        let mut pending = keys.clone();
-        while !pending.is_empty() {
-            let mut still = Vec::new();
-            for k in &pending {
-                let owners = c.whereis(k).await.expect("whereis");
-                assert!(
-                    !owners.iter().any(|o| o.as_str() == dead),
-                    "{k}: {owners:?}"
-                );
-                let mut live = 0;
-                for o in &owners {
-                    let oc = clients.entry(o.to_string()).or_insert_with(|| {
-                        Client::with_options([o.to_string()], opts.clone()).expect("client")
-                    });
-                    if oc.haskey(k).await.expect("haskey").is_some() {
-                        live += 1;
-                    }
-                }
-                if live < 3 {
-                    still.push(k.clone());
-                }
-            }
-            pending = still;
-            assert!(
-                pending.is_empty() || started.elapsed() < limit,
-                "{} keys short of 3 copies after 30 s",
-                pending.len()
-            );
-        }
-    });
+    wait_for_n_copies(&seed, &dead, &keys, limit.saturating_sub(started.elapsed()));
     eprintln!(
         "--remove-after 5s: removed on all after {removed_after:?}, N copies after {:?}",
         started.elapsed()
@@ -203,11 +161,7 @@ fn remove_after_removes_a_killed_member_and_restores_n_copies() {
 fn balance_with_a_paused_member_finishes_within_seconds_and_names_it() {
     let dir = temp_dir();
     let nodes = five(dir.path(), &[]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let c = Client::new([nodes[0].name.clone()]).expect("client");
         for i in 0..100 {

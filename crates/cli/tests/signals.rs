@@ -11,17 +11,9 @@ use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use common::*;
-use mydht_client::{Client, ClientOptions};
+use mydht_client::Client;
 
 const KEYS: usize = 300;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// Four nodes (N = 3) holding `KEYS` acknowledged keys.
 fn four_nodes(dir: &std::path::Path) -> Vec<NodeProc> {
@@ -131,12 +123,7 @@ fn cluster_whole(running: &[NodeProc]) {
     }
     runtime().block_on(async {
         for n in running {
-            let opts = ClientOptions {
-                attempts: 1,
-                learn_members: false,
-                ..ClientOptions::default()
-            };
-            let c = Client::with_options([n.name.clone()], opts).expect("client");
+            let c = only(&n.name);
             for i in 0..KEYS {
                 let got = c.get(format!("key-{i}")).await.expect("get");
                 let got = got.unwrap_or_else(|| panic!("key-{i} lost (read through {})", n.name));

@@ -4,12 +4,15 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use mydht_client::{Client, ClientOptions};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mydht");
 const START_DEADLINE: Duration = Duration::from_secs(20);
@@ -200,4 +203,61 @@ pub fn random_bytes(len: usize, mut x: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A client of `node` alone, one attempt: each node's own answer.
+pub fn only(node: &str) -> Client {
+    let opts = ClientOptions {
+        attempts: 1,
+        learn_members: false,
+        ..ClientOptions::default()
+    };
+    Client::with_options([node.to_string()], opts).expect("client")
+}
+
+/// Checks that every key has a live copy on each of its N owners (as
+/// `seed` places it), polling until `deadline`; none may be on `gone`.
+pub fn wait_for_n_copies(seed: &str, gone: &str, keys: &[String], deadline: Duration) {
+    let rt = runtime();
+    rt.block_on(async {
+        let c = only(seed);
+        let mut clients: HashMap<String, Client> = HashMap::new();
+        let until = Instant::now() + deadline;
+        let mut pending: Vec<String> = keys.to_vec();
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for k in &pending {
+                let owners = c.whereis(k).await.expect("whereis");
+                assert_eq!(owners.len(), 3, "{k}: {owners:?}");
+                assert!(!owners.iter().any(|o| o.as_str() == gone), "{k}");
+                let mut live = 0;
+                for o in &owners {
+                    let oc = clients
+                        .entry(o.to_string())
+                        .or_insert_with(|| only(o.as_str()));
+                    if oc.haskey(k).await.expect("haskey").is_some() {
+                        live += 1;
+                    }
+                }
+                if live < 3 {
+                    still.push(k.clone());
+                }
+            }
+            pending = still;
+            assert!(
+                pending.is_empty() || Instant::now() < until,
+                "{} keys still short of 3 copies, e.g. {}",
+                pending.len(),
+                pending[0]
+            );
+        }
+    });
 }
