@@ -6,7 +6,7 @@
 //! and the bytes each member sends per second at rest.
 //!
 //! `cargo run --release -p mydht-cluster --example gossip_sim -- --members 1000`
-//! (also `--loss 0.2`, `--seeds 20`, `--rest 30`).
+//! (also `--loss 0.2`, `--seeds 20`, `--rest 30`, `--pauses 5`, `--suspect-ms 3000`).
 
 use std::time::Duration;
 
@@ -18,6 +18,8 @@ struct Args {
     loss: f64,
     seeds: u64,
     rest: u64,
+    pauses: usize,
+    suspect_ms: Option<u64>,
 }
 
 fn args() -> Args {
@@ -26,12 +28,16 @@ fn args() -> Args {
         loss: 0.0,
         seeds: 10,
         rest: 30,
+        pauses: 5,
+        suspect_ms: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_default();
         let bad = || -> ! {
-            eprintln!("usage: gossip_sim [--members N] [--loss P] [--seeds K] [--rest SECONDS]");
+            eprintln!(
+                "usage: gossip_sim [--members N] [--loss P] [--seeds K] [--rest SECONDS] [--pauses N] [--suspect-ms MS]"
+            );
             std::process::exit(2)
         };
         match flag.as_str() {
@@ -39,6 +45,8 @@ fn args() -> Args {
             "--loss" => a.loss = value.parse().unwrap_or_else(|_| bad()),
             "--seeds" => a.seeds = value.parse().unwrap_or_else(|_| bad()),
             "--rest" => a.rest = value.parse().unwrap_or_else(|_| bad()),
+            "--pauses" => a.pauses = value.parse().unwrap_or_else(|_| bad()),
+            "--suspect-ms" => a.suspect_ms = Some(value.parse().unwrap_or_else(|_| bad())),
             _ => bad(),
         }
     }
@@ -53,14 +61,18 @@ fn quantile(xs: &mut [f64], q: f64) -> f64 {
 
 fn main() {
     let a = args();
-    let cfg = SimConfig {
+    let mut cfg = SimConfig {
         loss: a.loss,
         ..SimConfig::default()
     };
+    if let Some(ms) = a.suspect_ms {
+        cfg.detector.suspect_to_down_after = Duration::from_millis(ms);
+    }
     let limit = Duration::from_secs(60);
     let step = Duration::from_millis(10);
     let (mut join, mut change, mut crash) = (Vec::new(), Vec::new(), Vec::new());
     let (mut false_deaths, mut bytes_per_s, mut packets_per_s) = (0, Vec::new(), Vec::new());
+    let mut pause_deaths = 0;
     let mut missed = 0;
     for seed in 0..a.seeds {
         let mut sim = Sim::new(a.members, cfg.clone(), seed);
@@ -100,7 +112,8 @@ fn main() {
         }
         // Pauses of 2 s (SIGSTOP), one after another: none may cost a
         // member its life.
-        for k in 0..5 {
+        let rest_deaths = sim.false_deaths();
+        for k in 0..a.pauses {
             let paused = (seed as usize * 31 + k * 17 + 2) % a.members;
             if paused == victim {
                 continue;
@@ -109,7 +122,8 @@ fn main() {
             let now = sim.now();
             sim.run_until(now + Duration::from_secs(8));
         }
-        false_deaths += sim.false_deaths();
+        pause_deaths += sim.false_deaths() - rest_deaths;
+        false_deaths += rest_deaths;
     }
     println!(
         "{} members, {:.0} % loss, {} seeds, delays 0.1-2 ms",
@@ -133,7 +147,11 @@ fn main() {
         quantile(&mut bytes_per_s, 0.5),
         quantile(&mut packets_per_s, 0.5)
     );
-    println!("  false deaths (5 pauses of 2 s per seed included) {false_deaths}");
+    println!("  false deaths, no pause         {false_deaths}");
+    println!(
+        "  false deaths, {} pauses of 2 s  {pause_deaths}",
+        a.pauses * a.seeds as usize
+    );
     if missed > 0 {
         println!("  runs that did not converge within {limit:?}: {missed}");
     }

@@ -102,10 +102,10 @@ pub struct DetectorConfig {
 impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
-            probe_period: Duration::from_secs(1),
-            probe_rtt: Duration::from_millis(500),
+            probe_period: Duration::from_millis(800),
+            probe_rtt: Duration::from_millis(400),
             indirect_probes: 5,
-            suspect_to_down_after: Duration::from_secs(3),
+            suspect_to_down_after: Duration::from_secs(4),
             min_transmissions: 12,
             gossip_period: Duration::from_millis(200),
             announce_to_down_period: Duration::from_secs(2),
