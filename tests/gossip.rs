@@ -220,3 +220,149 @@ async fn a_member_that_left_and_returns_wiped_is_a_new_incarnation_everyone_agre
     .await;
     shutdown(nodes).await;
 }
+
+/// `--remove-after` in a partition longer than it: only the side that sees
+/// a majority alive removes the other; the minority removes nobody. Without
+/// that rule each side removed the other, and once the partition healed
+/// every member learned it was removed and stopped: the cluster gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_after_in_a_partition_removes_only_the_minority() {
+    let net = Net::new();
+    let with_remove = |seed: Option<&NodeId>| {
+        let mut c = cfg(seed);
+        c.remove_after = Some(Duration::from_secs(2));
+        c
+    };
+    let nodes = faults::start(&net, 5, with_remove).await;
+    let names: Vec<NodeId> = nodes.iter().map(|n| n.name().clone()).collect();
+    // Nodes 3 and 4 are cut off from everyone (each other included).
+    net.cut(names[3].as_str());
+    net.cut(names[4].as_str());
+    wait_until(
+        "the majority removes the two",
+        Duration::from_secs(40),
+        || {
+            let names = names.clone();
+            async move {
+                let s = status(&names[0]).await;
+                [3, 4].iter().all(|&i| {
+                    s.member(names[i].as_str())
+                        .is_some_and(|m| m.state == "removed")
+                })
+            }
+        },
+    )
+    .await;
+    // The minority removed nobody, though it sees the majority not alive
+    // for far longer than 2 s: wait until it sees them all down, then give
+    // its remove-after clock time to run out (an absence is watched for a
+    // while, not waited on).
+    wait_until(
+        "the minority sees the majority down",
+        Duration::from_secs(30),
+        || {
+            let names = names.clone();
+            async move {
+                let s = status(&names[3]).await;
+                (0..3).all(|j| s.member(names[j].as_str()).is_some_and(|m| m.down))
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for i in [3, 4] {
+        let s = status(&names[i]).await;
+        for j in 0..3 {
+            let m = s.member(names[j].as_str()).expect("listed");
+            assert_ne!(m.state, "removed", "{} removed {}", names[i], names[j]);
+        }
+    }
+    net.heal();
+    let (mut majority, mut minority) = (Vec::new(), Vec::new());
+    for (i, n) in nodes.into_iter().enumerate() {
+        if i < 3 {
+            majority.push(n);
+        } else {
+            minority.push(n);
+        }
+    }
+    for n in &minority {
+        tokio::time::timeout(Duration::from_secs(30), n.stopped())
+            .await
+            .expect("a removed member stops once it hears");
+    }
+    for n in &majority {
+        let s = status(n.name()).await;
+        for name in &names[..3] {
+            assert_eq!(s.member(name.as_str()).expect("listed").state, "up");
+        }
+    }
+    shutdown(majority).await;
+    shutdown(minority).await;
+}
+
+/// A remove asked of a member that sees one holder down (a cut link) is
+/// honest: it answers ok only once every key has N copies again, and
+/// otherwise names the member it could not finish with; after the link is
+/// back, asking again restores every copy. (The members it tells are told
+/// whom it told, so none leaves a key to a holder that was not.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remove_with_a_holder_cut_off_is_honest_and_a_retry_restores_every_copy() {
+    let net = Net::new();
+    let mut nodes = start(&net, 5).await;
+    let names: Vec<NodeId> = nodes.iter().map(|n| n.name().clone()).collect();
+    let cluster = common::Cluster {
+        nodes: Vec::new(),
+        names: names.clone(),
+    };
+    let keys: Vec<String> = (0..300).map(|i| format!("key-{i}")).collect();
+    for k in &keys {
+        cluster.client(2).put(k, k.clone()).await.expect("put");
+    }
+    let dead = names[4].clone();
+    let e = nodes.pop().expect("five nodes");
+    e.shutdown().await;
+    net.cut_link(names[0].as_str(), names[1].as_str());
+    wait_until("node 0 sees node 1 down", Duration::from_secs(30), || {
+        let (a, b) = (names[0].clone(), names[1].clone());
+        async move { status(&a).await.member(b.as_str()).is_some_and(|m| m.down) }
+    })
+    .await;
+    let answered = cluster.client(0).remove(&dead).await;
+    match &answered {
+        Ok(()) => assert_eq!(short_of_three(&cluster, &keys, &dead).await, 0),
+        Err(e) => assert!(e.to_string().contains(names[1].as_str()), "{e}"),
+    }
+    net.heal();
+    wait_until("node 0 sees node 1 again", Duration::from_secs(30), || {
+        let (a, b) = (names[0].clone(), names[1].clone());
+        async move { status(&a).await.member(b.as_str()).is_some_and(|m| !m.down) }
+    })
+    .await;
+    cluster
+        .client(0)
+        .remove(&dead)
+        .await
+        .expect("remove, asked again");
+    assert_eq!(short_of_three(&cluster, &keys, &dead).await, 0);
+    shutdown(nodes).await;
+}
+
+/// Keys with fewer than 3 live copies on their owners.
+async fn short_of_three(cluster: &common::Cluster, keys: &[String], dead: &NodeId) -> usize {
+    let mut short = 0;
+    for k in keys {
+        let owners = cluster.client(2).whereis(k).await.expect("whereis");
+        assert!(!owners.contains(dead));
+        let mut copies = 0;
+        for o in &owners {
+            if matches!(held(o, k).await, Held::Value(_)) {
+                copies += 1;
+            }
+        }
+        if copies < 3 {
+            short += 1;
+        }
+    }
+    short
+}

@@ -164,7 +164,7 @@ pub struct NodeArgs {
     /// `10m`), exactly as `-c remove` does: its keys get N live copies
     /// again. Off unless set: a member that was only cut off or paused
     /// comes back refused and must be wiped to rejoin.
-    #[arg(long = "remove-after", value_parser = humantime::parse_duration)]
+    #[arg(long = "remove-after", value_parser = remove_after)]
     pub remove_after: Option<std::time::Duration>,
 }
 
@@ -190,6 +190,16 @@ pub struct ClientArgs {
     pub outfile: Option<PathBuf>,
     #[command(flatten)]
     pub target: Target,
+}
+
+/// `--remove-after`: a duration of at least 5 s (below that, a member
+/// whose suspicion has barely run out would be removed).
+fn remove_after(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_secs(5) {
+        return Err(format!("{s} is shorter than the 5 s minimum"));
+    }
+    Ok(d)
 }
 
 /// The seed spells the value flag `-val`, which clap cannot take as a short

@@ -38,6 +38,7 @@ impl Client {
         let request = Request::Remove {
             node: node.clone(),
             forwarded: false,
+            asked: Vec::new(),
         };
         self.admin(false, request).await
     }

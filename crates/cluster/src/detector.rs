@@ -122,6 +122,11 @@ impl DetectorConfig {
         c.num_indirect_probes =
             NonZeroUsize::new(self.indirect_probes).unwrap_or(NonZeroUsize::MIN);
         c.suspect_to_down_after = self.suspect_to_down_after;
+        // Down members are remembered for good (one per name, so bounded
+        // by the ring): forgetting them after a day would let a partition
+        // longer than that never heal, and foca's own issue #19 shows a
+        // short expiry feeding back forgotten members as new.
+        c.remove_down_after = None;
         let min = NonZeroU8::new(self.min_transmissions).unwrap_or(NonZeroU8::MIN);
         c.max_transmissions = c.max_transmissions.max(min);
         c.periodic_gossip = Some(PeriodicParams {

@@ -30,6 +30,26 @@ pub enum ViewError {
         /// The node.
         node: NodeId,
     },
+    /// Another member's view has other N, V or version of them: until N
+    /// can change live, that is another cluster (or a forged view), and it
+    /// is not merged.
+    #[error(
+        "a view with N={theirs_n}, V={theirs_v} (version {theirs_version}) is not this ring's N={ours_n}, V={ours_v} (version {ours_version})"
+    )]
+    OtherParams {
+        /// This ring's N.
+        ours_n: usize,
+        /// This ring's V.
+        ours_v: u32,
+        /// This ring's version of them.
+        ours_version: u64,
+        /// The view's N.
+        theirs_n: usize,
+        /// The view's V.
+        theirs_v: u32,
+        /// The view's version of them.
+        theirs_version: u64,
+    },
     /// The view's settings or members build no ring.
     #[error(transparent)]
     Ring(#[from] RingError),

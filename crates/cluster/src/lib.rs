@@ -197,20 +197,28 @@ impl Cluster {
     }
 
     /// Asks `seed` to add this node and takes the view it answers with (the
-    /// seed then announces the newcomer to every member).
-    pub async fn join_through(&self, seed: &str) -> Result<Arc<Ring>, JoinError> {
+    /// seed then spreads the newcomer to every member). A node that
+    /// `restored` a saved view merges the answer into it instead: its own
+    /// entry may be newer than the seed's, and must not roll back.
+    pub async fn join_through(&self, seed: &str, restored: bool) -> Result<Arc<Ring>, JoinError> {
         let seed = NodeId::new(seed)?;
         let request = Request::Join {
             node: self.0.me.clone(),
         };
         let view: Members = self.0.rpc.call(&seed, request).await?;
         let view = View::from_wire(view).map_err(MembershipError::from)?;
-        let applied = self
-            .apply(&Change::Adopt {
+        let change = if restored {
+            View::of_ring(&self.ring())
+                .same_params(&view)
+                .map_err(MembershipError::from)?;
+            Change::Gossip { view }
+        } else {
+            Change::Adopt {
                 view,
                 me: self.0.me.clone(),
-            })
-            .await?;
+            }
+        };
+        let applied = self.apply(&change).await?;
         Ok(applied.after)
     }
 
@@ -255,18 +263,24 @@ impl Cluster {
                 });
             }
             let merged = View::from_wire(view)
+                .and_then(|view| {
+                    View::of_ring(&self.ring()).same_params(&view)?;
+                    Ok(view)
+                })
                 .map_err(MembershipError::from)
                 .map(|view| Change::Gossip { view });
             let applied = match merged {
                 Ok(change) => self.apply(&change).await,
                 Err(e) => Err(e),
             };
+            // One member with a view that cannot be merged must not keep
+            // this node from starting: the others' views still count.
             match applied {
                 Ok(a) if a.changed => {
                     tracing::info!(%node, epoch = a.after.epoch(), "caught up on restart");
                 }
                 Ok(_) => {}
-                Err(source) => return Err(RejoinError::Adopt { from: node, source }),
+                Err(e) => tracing::warn!(%node, error = %e, "its view was not merged on restart"),
             }
         }
         Ok(())
@@ -293,6 +307,7 @@ impl Cluster {
     pub async fn gossiped(&self, heard: Members) -> Result<Option<Members>, MembershipError> {
         let heard_version = heard.version;
         let view = View::from_wire(heard)?;
+        View::of_ring(&self.ring()).same_params(&view)?;
         let applied = self.apply(&Change::Gossip { view }).await?;
         if applied.changed {
             tracing::info!(
@@ -312,12 +327,21 @@ impl Cluster {
     }
 
     fn heard(&self, node: &NodeId, version: RingVersion) {
+        // Only members are remembered (a caller names itself, unchecked),
+        // and the removed are forgotten: bounded by the ring.
+        let ring = self.ring();
         let at = Instant::now();
-        self.0
-            .heard
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(node.clone(), Heard { version, at });
+        let mut heard = self.0.heard.lock().unwrap_or_else(PoisonError::into_inner);
+        heard.retain(|n, _| {
+            ring.member(n)
+                .is_some_and(|m| m.state() != MemberState::Removed)
+        });
+        if ring
+            .member(node)
+            .is_some_and(|m| m.state() != MemberState::Removed)
+        {
+            heard.insert(node.clone(), Heard { version, at });
+        }
     }
 
     /// The ring version each member held when gossip last heard from it:
@@ -391,6 +415,30 @@ impl Cluster {
             }
         }
         Ok(changed)
+    }
+
+    /// Asks each of `nodes` for its view and merges it: what this node
+    /// believes of them is then at least what they believe of themselves.
+    /// Returns the members that did not answer.
+    pub async fn refresh_from(&self, nodes: Vec<NodeId>) -> Vec<NodeId> {
+        let answers = self
+            .0
+            .rpc
+            .broadcast::<Members>(nodes, &Request::Members, self.0.request_timeout)
+            .await;
+        let mut silent = Vec::new();
+        for (node, answer) in answers {
+            match answer {
+                Ok(view) => {
+                    if let Err(e) = self.gossiped(view).await {
+                        tracing::warn!(%node, error = %e, "its view was not merged");
+                        silent.push(node);
+                    }
+                }
+                Err(_) => silent.push(node),
+            }
+        }
+        silent
     }
 
     /// Pushes this node's view to every other member (but `skip`) at once,

@@ -178,6 +178,13 @@ impl Liveness {
         }
     }
 
+    /// Whether the failure detector (not just this node's calls) declares
+    /// `node` down: the verdict the cluster shares, which decisions that
+    /// outlast a glitch (automatic removal) rest on.
+    pub fn detected_down(&self, node: &NodeId) -> bool {
+        lock(&self.failing).detected.contains(node)
+    }
+
     /// How many times a member went down in this node's view.
     pub fn downs(&self) -> u64 {
         lock(&self.failing).downs

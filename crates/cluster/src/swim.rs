@@ -25,6 +25,9 @@ use crate::view::{Change, View};
 const REANNOUNCE: Duration = Duration::from_secs(1);
 /// The largest datagram taken.
 const MAX_DATAGRAM: usize = 65_536;
+/// Datagrams read in a row before due timers get their turn, so a flood
+/// of packets cannot stop probing.
+const BURST: u32 = 64;
 
 impl Cluster {
     /// Runs the failure detector on `socket` until `stop` is cancelled.
@@ -52,12 +55,18 @@ impl Cluster {
             detector.announce(&node, now());
         }
         let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut burst = 0;
         let mut reannounce = tokio::time::interval(REANNOUNCE);
         reannounce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             send(&mut detector, &*socket).await;
             self.absorb(&mut detector, &ring).await;
             let next = detector.next_due().map(|d| origin + d);
+            if burst >= BURST {
+                burst = 0;
+                detector.tick(now());
+                continue;
+            }
             tokio::select! {
                 biased;
                 () = stop.cancelled() => {
@@ -68,11 +77,17 @@ impl Cluster {
                 // Datagrams before timers: after a pause, the refutation
                 // of a suspicion waiting in the socket buffer must be read
                 // before the suspicion's timer fires.
-                got = socket.recv(&mut buf) => match got {
-                    Ok(n) => detector.receive(&buf[..n], now()),
-                    Err(e) => tracing::trace!(error = %e, "datagram not received"),
-                },
-                () = sleep_until(next), if next.is_some() => detector.tick(now()),
+                got = socket.recv(&mut buf) => {
+                    burst += 1;
+                    match got {
+                        Ok(n) => detector.receive(&buf[..n], now()),
+                        Err(e) => tracing::trace!(error = %e, "datagram not received"),
+                    }
+                }
+                () = sleep_until(next), if next.is_some() => {
+                    burst = 0;
+                    detector.tick(now());
+                }
                 changed = ring_rx.changed() => {
                     if changed.is_err() {
                         return;

@@ -82,9 +82,19 @@ pub enum Merged {
 }
 
 impl View {
-    /// A view of `members`, with N and V at `params_version`.
+    /// A view of `members`, with N and V at `params_version`. A member
+    /// listed twice keeps its superseding entry.
     pub fn new(params: RingParams, params_version: u64, mut members: Vec<Member>) -> Self {
         members.sort_by(|a, b| a.id().cmp(b.id()));
+        members.dedup_by(|later, kept| {
+            if later.id() != kept.id() {
+                return false;
+            }
+            if later.supersedes(kept) {
+                std::mem::swap(later, kept);
+            }
+            true
+        });
         Self {
             params,
             params_version,
@@ -144,8 +154,8 @@ impl View {
         self.params_version
     }
 
-    /// The sum of every version in the view: it never falls as views merge
-    /// and rises with every decision (see [`Ring::epoch`]).
+    /// The sum of every version in the view, for people (see
+    /// [`Ring::epoch`]).
     pub fn epoch(&self) -> u64 {
         self.members
             .iter()
@@ -189,7 +199,9 @@ impl View {
             .iter()
             .map(|m| {
                 if m.id() == node {
-                    Member::new(node.clone(), state).at(m.version())
+                    Member::new(node.clone(), state)
+                        .at(m.version())
+                        .in_incarnation(m.incarnation())
                 } else {
                     m.clone()
                 }
@@ -204,7 +216,9 @@ impl View {
             Change::Join { node } => match self.member(node) {
                 None => self.with_entry(Member::new(node.clone(), MemberState::Joining).at(1)),
                 Some(m) if m.state() == MemberState::Removed => self.with_entry(
-                    Member::new(node.clone(), MemberState::Joining).at(m.version() + 1),
+                    Member::new(node.clone(), MemberState::Joining)
+                        .at(m.version() + 1)
+                        .in_incarnation(m.incarnation() + 1),
                 ),
                 Some(_) => return Ok(Merged::Unchanged),
             },
@@ -214,7 +228,11 @@ impl View {
                 Some(m) if m.state() == MemberState::Removed => {
                     return Err(ViewError::Removed { node: node.clone() });
                 }
-                Some(m) => self.with_entry(Member::new(node.clone(), *state).at(m.version() + 1)),
+                Some(m) => self.with_entry(
+                    Member::new(node.clone(), *state)
+                        .at(m.version() + 1)
+                        .in_incarnation(m.incarnation()),
+                ),
             },
             Change::Gossip { view } => self.joined_with(view),
             Change::Adopt { view, me } => {
@@ -229,6 +247,22 @@ impl View {
             Merged::Unchanged
         } else {
             Merged::Changed(next)
+        })
+    }
+
+    /// Refuses `other` when its N, V or their version differ from this
+    /// view's (see [`ViewError::OtherParams`]).
+    pub fn same_params(&self, other: &View) -> Result<(), ViewError> {
+        if self.params == other.params && self.params_version == other.params_version {
+            return Ok(());
+        }
+        Err(ViewError::OtherParams {
+            ours_n: self.params.replicas(),
+            ours_v: self.params.vnodes(),
+            ours_version: self.params_version,
+            theirs_n: other.params.replicas(),
+            theirs_v: other.params.vnodes(),
+            theirs_version: other.params_version,
         })
     }
 
@@ -343,7 +377,12 @@ mod tests {
         assert_eq!(entry(&joined, "c:1"), (Joining, 1));
         assert_eq!(joined.epoch(), v.epoch() + 1);
         let back = changed(v.merge(&Change::Join { node: id("b:1") }).expect("merge"));
-        assert_eq!(entry(&back, "b:1"), (Joining, 8), "a new incarnation");
+        assert_eq!(entry(&back, "b:1"), (Joining, 8));
+        assert_eq!(
+            back.member(&id("b:1")).map(Member::incarnation),
+            Some(1),
+            "a new incarnation"
+        );
         assert_eq!(back.members().len(), 2, "the old entry is replaced");
         assert_eq!(
             v.merge(&Change::Join { node: id("a:1") }).expect("merge"),
@@ -416,6 +455,21 @@ mod tests {
                 .expect("merge"),
             Merged::Unchanged
         );
+    }
+
+    #[test]
+    fn a_removal_is_final_for_its_incarnation_whatever_the_versions() {
+        // Cut off, the member left, failed, and turned back up (v4) where
+        // nobody saw; meanwhile the others removed it at the version they
+        // knew (v3). Its later, unseen versions do not bring it back.
+        let removed = view(&[("a:1", Removed, 3)]);
+        let its_own = view(&[("a:1", Up, 4)]);
+        let merged = changed(
+            its_own
+                .merge(&Change::Gossip { view: removed })
+                .expect("merge"),
+        );
+        assert_eq!(entry(&merged, "a:1"), (Removed, 3));
     }
 
     #[test]

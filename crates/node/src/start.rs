@@ -144,14 +144,14 @@ pub async fn start_with_transport<S: Store>(
     }
     match node.cfg.seed.clone() {
         Some(seed) if seed != name.as_str() => {
-            let ring =
-                node.cluster
-                    .join_through(&seed)
-                    .await
-                    .map_err(|source| NodeError::Join {
-                        seed: seed.clone(),
-                        source,
-                    })?;
+            let ring = node
+                .cluster
+                .join_through(&seed, restored)
+                .await
+                .map_err(|source| NodeError::Join {
+                    seed: seed.clone(),
+                    source,
+                })?;
             tracing::info!(%seed, epoch = ring.epoch(), "joined the ring");
             // A member the ring still lists as up, starting with no saved
             // view, lost its data (a wiped dir, or `--memory`): it must not

@@ -171,6 +171,10 @@ pub enum Request {
         node: NodeId,
         /// As for [`Request::Balance`].
         forwarded: bool,
+        /// When forwarded: every member the removal was sent to (the node
+        /// asked included). Only they run a restore pass, so only they may
+        /// be counted on to send a key; empty from a client.
+        asked: Vec<NodeId>,
     },
     /// The named node asks to join; answered with the member list.
     Join {

@@ -89,6 +89,7 @@ fn request_variant_indices_are_stable() {
         Request::Remove {
             node: node(),
             forwarded: false,
+            asked: vec![],
         },
         Request::Join { node: node() },
         Request::ReplicaStore {

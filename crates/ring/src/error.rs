@@ -31,6 +31,15 @@ pub enum RingError {
         /// The most supported.
         max: usize,
     },
+    /// The view's members would put more tokens on the circle than a ring
+    /// supports (members times V).
+    #[error("{tokens} tokens is more than the {max} a ring supports")]
+    TooManyTokens {
+        /// Tokens the view asks for.
+        tokens: usize,
+        /// The most supported.
+        max: usize,
+    },
     /// The same member appears twice in one view.
     #[error("member {id} appears more than once")]
     DuplicateMember {

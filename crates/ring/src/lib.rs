@@ -25,6 +25,6 @@ pub use error::RingError;
 pub use member::{Member, MemberState, MemberStatus, NodeId};
 pub use position::{Position, token_position};
 pub use ring::{
-    DEFAULT_REPLICAS, DEFAULT_VNODES, MAX_MEMBERS, MAX_REPLICAS, MAX_VNODES, Placement, Quorum,
-    ReplicaSet, Ring, RingParams, RingVersion, TokenCollision,
+    DEFAULT_REPLICAS, DEFAULT_VNODES, MAX_MEMBERS, MAX_REPLICAS, MAX_TOKENS, MAX_VNODES, Placement,
+    Quorum, ReplicaSet, Ring, RingParams, RingVersion, TokenCollision,
 };

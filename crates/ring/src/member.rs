@@ -199,14 +199,17 @@ impl MemberState {
     }
 }
 
-/// One entry of a membership view: a member, its state, and the version of
-/// that state.
+/// One entry of a membership view: a member, its incarnation, its state,
+/// and the version of that state.
 ///
 /// Versions only grow. The member itself advances its own (join → up,
 /// up → leaving, leaving → removed); the cluster's rule lets any member
 /// advance another's only to remove it, and lets the member a node joins
-/// through advance a removed member's to readmit it as a new incarnation
-/// (see ARCHITECTURE.md, Membership).
+/// through readmit a removed one as a new incarnation (see ARCHITECTURE.md,
+/// Ring). Within one incarnation, removed is final: it wins over every
+/// other state of that incarnation whatever their versions, so a member
+/// removed while it was cut off cannot come back with a later version of
+/// its own that nobody saw.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Member {
     id: NodeId,
@@ -214,6 +217,9 @@ pub struct Member {
     /// Saved views from before versions existed load as version 0.
     #[serde(default)]
     version: u64,
+    /// Raised only when a removed member is readmitted.
+    #[serde(default)]
+    incarnation: u64,
 }
 
 impl Member {
@@ -223,7 +229,20 @@ impl Member {
             id,
             state,
             version: 0,
+            incarnation: 0,
         }
+    }
+
+    /// This entry in `incarnation`.
+    #[must_use]
+    pub fn in_incarnation(mut self, incarnation: u64) -> Self {
+        self.incarnation = incarnation;
+        self
+    }
+
+    /// Its incarnation: how many times it was readmitted after a removal.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     /// This entry at `version`.
@@ -239,11 +258,22 @@ impl Member {
     }
 
     /// Whether this entry replaces `other`, an entry for the same member:
-    /// a higher version always does, and at one version the later state
-    /// in a member's life does. A total order on entries, so merging a set
-    /// of entries gives the same result in any order.
+    /// a later incarnation always does; within one, a removal beats every
+    /// state that is not one; then a higher version does, and at one
+    /// version the later state in a member's life. A total order on
+    /// entries, so merging a set of entries gives the same result in any
+    /// order.
     pub fn supersedes(&self, other: &Member) -> bool {
-        (self.version, self.state.rank()) > (other.version, other.state.rank())
+        self.order_key() > other.order_key()
+    }
+
+    fn order_key(&self) -> (u64, bool, u64, u8) {
+        (
+            self.incarnation,
+            self.state == MemberState::Removed,
+            self.version,
+            self.state.rank(),
+        )
     }
 
     /// Its name.
@@ -291,6 +321,14 @@ mod tests {
         assert!(!up2.supersedes(&joining3));
         assert!(removed2.supersedes(&up2));
         assert!(!up2.supersedes(&up2), "an entry does not replace itself");
+        // Removed is final within an incarnation, whatever the versions;
+        // a readmitted incarnation starts over.
+        let up9 = Member::new(NodeId::new("a:1").expect("valid"), MemberState::Up).at(9);
+        assert!(removed2.supersedes(&up9));
+        let back = Member::new(NodeId::new("a:1").expect("valid"), MemberState::Joining)
+            .at(3)
+            .in_incarnation(1);
+        assert!(back.supersedes(&removed2));
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub const DEFAULT_VNODES: u32 = 512;
 pub const MAX_VNODES: u32 = 4096;
 /// The most members (removed ones included) one view may list.
 pub const MAX_MEMBERS: usize = 65_536;
+/// The most tokens (members with tokens times V) one ring may hold: about
+/// 2,000 members at the default V, and a bound on what one view received
+/// from the network can make a node build (tens of MB at most).
+pub const MAX_TOKENS: usize = 1 << 20;
 
 /// The ring's configuration: replication level N and virtual nodes per
 /// member V. Every member of a cluster must use the same values.
@@ -158,6 +162,7 @@ impl RingVersion {
             h.update(m.id().as_str().as_bytes());
             h.update([m.state() as u8]);
             h.update(m.version().to_be_bytes());
+            h.update(m.incarnation().to_be_bytes());
         }
         let mut b = [0u8; 8];
         b.copy_from_slice(&h.finalize()[..8]);
@@ -208,7 +213,15 @@ impl Ring {
                 max: MAX_MEMBERS,
             });
         }
-        let mut points: Vec<(u64, u32)> = Vec::new();
+        let with_tokens = members.iter().filter(|m| m.state().has_tokens()).count();
+        let tokens = with_tokens.saturating_mul(params.vnodes as usize);
+        if tokens > MAX_TOKENS {
+            return Err(RingError::TooManyTokens {
+                tokens,
+                max: MAX_TOKENS,
+            });
+        }
+        let mut points: Vec<(u64, u32)> = Vec::with_capacity(tokens);
         for (idx, m) in (0u32..).zip(&members) {
             if m.state().has_tokens() {
                 points.extend((0..params.vnodes).map(|v| (token_position(m.id(), v).0, idx)));
@@ -296,9 +309,10 @@ impl Ring {
         self.params_version
     }
 
-    /// How far this ring has come: the version of N and V plus every
-    /// member's version. It only grows as views merge, and every change a
-    /// member decides raises it, but two different rings may share it:
+    /// How far this ring has come, for people: the version of N and V plus
+    /// every member's version. Every change a member decides raises it by
+    /// one; it can fall when a removal overrides versions of the removed
+    /// member nobody else saw, and two different rings may share it: only
     /// [`Ring::version`] tells rings apart.
     pub fn epoch(&self) -> u64 {
         self.members

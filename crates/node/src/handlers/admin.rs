@@ -87,7 +87,13 @@ pub(crate) async fn balance<S: Store>(node: &Node<S>, forwarded: bool) -> Reply 
     }
 }
 
-pub(crate) async fn remove<S: Store>(node: &Node<S>, target: NodeId, forwarded: bool) -> Reply {
+/// Removes `target`. `forwarded` carries the members the node asked first
+/// told (itself included); without it this node is that first node.
+pub(crate) async fn remove<S: Store>(
+    node: &Node<S>,
+    target: NodeId,
+    forwarded: Option<Vec<NodeId>>,
+) -> Reply {
     if &target == node.cluster.me() {
         return Reply::error(ErrorReply::BadRequest {
             reason: format!("{target} cannot remove itself; stop it to make it leave"),
@@ -115,22 +121,33 @@ pub(crate) async fn remove<S: Store>(node: &Node<S>, target: NodeId, forwarded: 
         Ok(r) => Arc::new(r),
         Err(e) => return Reply::error(failed(&e)),
     };
-    let others: Vec<NodeId> = if forwarded {
-        Vec::new()
-    } else {
-        node.cluster
-            .others()
-            .into_iter()
-            .filter(|n| n != &target)
-            .collect()
+    // Only the members told run a restore pass, so a key is left to none
+    // that was not: a holder this node sees down is never its sender.
+    let (others, asked): (Vec<NodeId>, Vec<NodeId>) = match forwarded {
+        Some(asked) => (Vec::new(), asked),
+        None => {
+            let others: Vec<NodeId> = node
+                .cluster
+                .others()
+                .into_iter()
+                .filter(|n| n != &target && !node.cluster.is_down(n))
+                .collect();
+            let mut asked = others.clone();
+            asked.push(node.cluster.me().clone());
+            (others, asked)
+        }
     };
     let request = Request::Remove {
         node: target,
         forwarded: true,
+        asked: asked.clone(),
     };
+    let mut senders = asked;
+    senders.sort();
+    senders.dedup();
     let pass = node.movement.start(Pass::Restore {
         before,
-        senders: None,
+        senders: Some(Arc::from(senders)),
     });
     let both = async {
         tokio::join!(

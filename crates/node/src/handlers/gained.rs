@@ -39,6 +39,9 @@ pub(crate) async fn send_gained<S: Store>(
         Ok(r) => Arc::new(r),
         Err(e) => return Reply::error(failed(&e)),
     };
+    let mut asked = asked;
+    asked.sort();
+    asked.dedup();
     let pass = node.movement.start(Pass::Restore {
         before,
         senders: Some(Arc::from(asked)),

@@ -77,7 +77,8 @@ pub(crate) async fn route<S: Store>(
         Request::Remove {
             node: target,
             forwarded,
-        } => Box::pin(admin::remove(node, target, forwarded)).await,
+            asked,
+        } => Box::pin(admin::remove(node, target, forwarded.then_some(asked))).await,
     }
 }
 

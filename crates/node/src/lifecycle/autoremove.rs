@@ -7,6 +7,16 @@
 //! healthy cluster removes a dead member once. Two members that disagree
 //! about who is lowest may both remove it; removal is idempotent (the same
 //! versioned entry, and passes that send only what is missing).
+//!
+//! The clock runs on the failure detector's verdict only, never on this
+//! node's failed calls: one bad link to a member that the rest of the
+//! cluster reaches must not get it removed.
+//!
+//! And only a member that sees a strict majority of the ring alive acts: in
+//! a partition longer than `--remove-after`, each side would otherwise
+//! remove the other, and once the partition heals every member would learn
+//! it was removed and stop. Only the majority side removes; the minority
+//! waits.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -42,18 +52,23 @@ impl<S: Store> AutoRemove<S> {
         }
     }
 
-    /// Whether this node is the one that acts: the lowest name among the
-    /// members it sees alive.
+    /// Whether this node is the one that acts: it sees a strict majority
+    /// of the ring alive, and has the lowest name among those.
     fn elected(&self) -> bool {
         let ring = self.node.cluster.ring();
         let me = self.node.cluster.me();
-        ring.members()
+        let members: Vec<&NodeId> = ring
+            .members()
             .iter()
             .filter(|m| m.state() != MemberState::Removed)
-            .filter(|m| m.id() == me || !self.node.cluster.is_down(m.id()))
             .map(|m| m.id())
-            .min()
-            == Some(me)
+            .collect();
+        let alive: Vec<&NodeId> = members
+            .iter()
+            .copied()
+            .filter(|n| *n == me || !self.node.cluster.is_down(n))
+            .collect();
+        alive.len() * 2 > members.len() && alive.iter().min() == Some(&me)
     }
 }
 
@@ -81,7 +96,7 @@ impl<S: Store> Worker for AutoRemove<S> {
             .members()
             .iter()
             .filter(|m| m.state() != MemberState::Removed && m.id() != &me)
-            .filter(|m| self.node.cluster.is_down(m.id()))
+            .filter(|m| self.node.cluster.liveness().detected_down(m.id()))
             .map(|m| m.id().clone())
             .collect();
         self.down_since.retain(|n, _| down.contains(n));
@@ -99,7 +114,7 @@ impl<S: Store> Worker for AutoRemove<S> {
         }
         for target in due {
             tracing::warn!(node = %target, after = ?self.after, "not alive for --remove-after: removing it");
-            match admin::remove(&self.node, target.clone(), false).await {
+            match admin::remove(&self.node, target.clone(), None).await {
                 Reply::Plain(Response::Done) => {
                     self.removed += 1;
                     self.down_since.remove(&target);

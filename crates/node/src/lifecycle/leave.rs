@@ -176,11 +176,25 @@ async fn hand_off<S: Store>(
         if let Some(failed) = report.failures() {
             return Err(LeaveError::Failed { failed });
         }
-        if cluster.ring().version() == ring.version() {
+        // The keys went to members up in this node's view; each must still
+        // be up in its own (one that began leaving, and whose word has not
+        // arrived, may have scanned its store before they landed). Asking
+        // them moves this node's ring if any did.
+        let heirs: Vec<_> = ring
+            .members()
+            .iter()
+            .filter(|m| {
+                m.id() != cluster.me() && m.state() == MemberState::Up && !cluster.is_down(m.id())
+            })
+            .map(|m| m.id().clone())
+            .collect();
+        let silent = cluster.refresh_from(heirs).await;
+        if silent.is_empty() && cluster.ring().version() == ring.version() {
             return Ok(report);
         }
         tracing::info!(
-            "the ring moved during the hand-off: handing off again against the new ring"
+            silent = silent.len(),
+            "the ring moved during the hand-off, or an heir did not confirm it: handing off again"
         );
     }
     Err(LeaveError::Failed {

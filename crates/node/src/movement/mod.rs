@@ -37,7 +37,7 @@ pub(crate) enum Pass {
         /// The holders that were asked to run this pass too, when not every
         /// member was (a join asks only the members it sees alive): only
         /// they may be elected to send a key, so a key whose first holder
-        /// was never asked is sent by another that was.
+        /// was never asked is sent by another that was. Sorted.
         senders: Option<Arc<[NodeId]>>,
     },
     /// Drop each key this node no longer owns, once every owner holds the

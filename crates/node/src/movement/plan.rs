@@ -97,7 +97,7 @@ pub(crate) fn plan(
             // One survivor sends, so a value does not travel once per copy:
             // the first old holder still in the ring that this node does not
             // consider down.
-            let asked = |n: &NodeId| senders.as_ref().is_none_or(|s| s.contains(n));
+            let asked = |n: &NodeId| senders.as_ref().is_none_or(|s| s.binary_search(n).is_ok());
             let sender = old.iter().find(|n| {
                 ring.member(n).is_some_and(|m| m.state().has_tokens()) && !is_down(n) && asked(n)
             });

@@ -20,7 +20,7 @@ pub struct RingReport {
     /// The ring version: two members report the same one exactly when
     /// they hold the same ring (16 hex digits).
     pub version: String,
-    /// The sum of every version in the ring (it only grows).
+    /// The sum of every version in the ring, for people.
     pub epoch: u64,
     /// The configured replication level N.
     pub replicas: usize,

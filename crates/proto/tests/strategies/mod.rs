@@ -74,8 +74,16 @@ pub fn request() -> impl Strategy<Value = Request> {
         key().prop_map(|key| Request::Whereis { key }),
         Just(Request::Purge),
         any::<bool>().prop_map(|forwarded| Request::Balance { forwarded }),
-        (node_id(), any::<bool>())
-            .prop_map(|(node, forwarded)| Request::Remove { node, forwarded }),
+        (
+            node_id(),
+            any::<bool>(),
+            prop::collection::vec(node_id(), 0..4)
+        )
+            .prop_map(|(node, forwarded, asked)| Request::Remove {
+                node,
+                forwarded,
+                asked
+            }),
         node_id().prop_map(|node| Request::Join { node }),
         (key(), version(), prop::option::of(payload())).prop_map(|(key, version, value)| {
             Request::ReplicaStore {
