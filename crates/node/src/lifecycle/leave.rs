@@ -141,6 +141,9 @@ pub(crate) async fn leave<S: Store>(
             })
         }
         Err(e) => {
+            // No leave of its own under way any more: a removal by others
+            // from here on must stop this node as it would any member.
+            *progress.lock().unwrap_or_else(PoisonError::into_inner) = None;
             // Not leaving any more: a member with its data, that a restart
             // brings back like any other.
             if let Err(back) = cluster.announce(MemberState::Up).await {
