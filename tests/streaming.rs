@@ -268,3 +268,62 @@ async fn a_stalled_large_transfer_does_not_block_small_requests() {
     download.abort();
     cluster.shutdown().await;
 }
+
+/// A client that stops sending in the middle of a streamed put is cut off
+/// at the per-chunk deadline (the request deadline, as for HTTP bodies):
+/// the put is refused, nothing of it is stored on any replica, the same
+/// write id can be used again, and other requests on the node go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_put_whose_client_stops_sending_is_cut_off() {
+    use mydht_proto::{Chunk, Held, Payload, Put, Request, Response, WriteId};
+    let mut cluster = Cluster::start(3, 3).await;
+    let node = cluster.names[0].clone();
+    let conn = common::raw(&node).await;
+    let write_id = WriteId { client: 77, seq: 1 };
+    let mut exchange = conn
+        .request(Request::Put(Put {
+            key: Bytes::from_static(b"stalled"),
+            value: Payload::Streamed { len: Some(3 << 20) },
+            write_id,
+            seen: None,
+            w: None,
+        }))
+        .await
+        .expect("request sent");
+    exchange
+        .send_chunk(Chunk {
+            seq: 0,
+            data: Bytes::from(vec![1u8; mydht_proto::Limits::default().chunk_size]),
+            last: false,
+        })
+        .await
+        .expect("first chunk");
+    // Then nothing, on a connection left open. Meanwhile the node serves
+    // other requests.
+    cluster
+        .client(0)
+        .put("other", "v")
+        .await
+        .expect("another put");
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(30), exchange.response())
+        .await
+        .expect("the put is answered within 30 s, not held forever")
+        .expect("an answer");
+    match answer {
+        Response::Error(ErrorReply::BadRequest { reason }) => {
+            assert!(reason.contains("no body data within"), "{reason}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    for n in &cluster.names {
+        assert_eq!(common::held(n, "stalled").await, Held::Absent, "on {n}");
+    }
+    // The write id is free: the same id with a whole value is stored.
+    let retry = conn
+        .call(common::put_request("stalled", "whole", write_id, None))
+        .await
+        .expect("retry");
+    assert!(matches!(retry, Response::Stored { .. }), "{retry:?}");
+    cluster.stop(0).await;
+    cluster.shutdown().await;
+}

@@ -39,7 +39,13 @@ pub(crate) async fn put<S: Store>(node: &Node<S>, put: Put, body: Option<BodyIn>
                     reason: "streamed value without a body".into(),
                 });
             };
-            match ValueStream::body(body, len, node.cfg.max_value_len, limits.chunk_size) {
+            match ValueStream::body(
+                body,
+                len,
+                node.cfg.max_value_len,
+                limits.chunk_size,
+                node.cfg.request_timeout,
+            ) {
                 Ok(v) => Write::Stream(v),
                 Err(e) => return Reply::error(CoordError::from(e).into()),
             }

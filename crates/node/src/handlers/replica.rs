@@ -56,6 +56,7 @@ pub(crate) async fn serve_store<S: Store>(
                 len,
                 node.cfg.max_value_len,
                 node.cfg.limits.chunk_size,
+                node.cfg.request_timeout,
             ) {
                 Ok(value) => to_store(&*node.store, &key, version, value).await,
                 Err(e) => Err(ToStoreError::Value(e)),

@@ -123,6 +123,8 @@ struct BodySource {
     body: BodyIn,
     check: ChunkAssembler,
     consumed: u32,
+    /// Each chunk must arrive within this, as an HTTP body's pieces must.
+    deadline: std::time::Duration,
 }
 
 /// A value on its way somewhere, read a piece at a time.
@@ -180,12 +182,16 @@ impl ValueStream {
 
     /// A binary request's body, announced as `len` bytes, at most `max`,
     /// acknowledged chunk by chunk as it is consumed so the sender keeps to
-    /// its window.
+    /// its window. A sender that sends no chunk for `deadline` fails the
+    /// stream ([`ValueError::Stalled`]): a client (or a coordinator) that
+    /// stops mid-value must not hold the write, its replica streams and
+    /// its write id forever.
     pub fn body(
         body: BodyIn,
         len: Option<u64>,
         max: u64,
         chunk: usize,
+        deadline: std::time::Duration,
     ) -> Result<Self, ValueError> {
         let check = ChunkAssembler::new(len, max, chunk).map_err(ValueError::of_stream)?;
         Ok(Self {
@@ -195,6 +201,7 @@ impl ValueStream {
                 body,
                 check,
                 consumed: 0,
+                deadline,
             })),
         })
     }
@@ -286,13 +293,18 @@ impl ValueStream {
                     body,
                     check,
                     consumed,
+                    deadline,
                 } = &mut **b;
                 if check.is_done() {
                     return Ok(None);
                 }
-                let chunk = body.rx.recv().await.ok_or_else(|| ValueError::BadStream {
-                    reason: "the value stream ended early".into(),
-                })?;
+                let after = *deadline;
+                let chunk = tokio::time::timeout(after, body.rx.recv())
+                    .await
+                    .map_err(|_| ValueError::Stalled { after })?
+                    .ok_or_else(|| ValueError::BadStream {
+                        reason: "the value stream ended early".into(),
+                    })?;
                 check.push(&chunk).map_err(ValueError::of_stream)?;
                 *consumed += 1;
                 if !chunk.last {
