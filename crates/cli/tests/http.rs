@@ -106,3 +106,68 @@ fn the_rest_api_serves_raw_bytes_both_ways() {
     ]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "413");
 }
+
+/// The ETag of `url` (the version), from a HEAD.
+fn etag(url: &str) -> String {
+    let o = curl(&["-I", url]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| {
+            l.to_lowercase()
+                .starts_with("etag:")
+                .then(|| l[5..].trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no etag: {o:?}"))
+}
+
+#[test]
+fn an_idempotency_key_makes_a_retried_put_or_delete_one_write() {
+    let dir = temp_dir();
+    let a = NodeProc::start(0, &dir.path().join("a"), &[]);
+    let url = format!("http://{}/v1/kv/once", a.name);
+    let put = |body: &str, key: Option<&str>| {
+        let header = key.map(|k| format!("Idempotency-Key: {k}"));
+        let mut args = vec!["-X", "PUT", "--data-binary", body];
+        if let Some(h) = &header {
+            args.extend(["-H", h.as_str()]);
+        }
+        args.push(&url);
+        curl(&args)
+    };
+    let o = put("first", Some("retry-1"));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "PUT OK once\n", "{o:?}");
+    let first = etag(&url);
+    // The retry (even with another body) is the same write: same version,
+    // the first value.
+    let o = put("second", Some("retry-1"));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "PUT OK once\n", "{o:?}");
+    assert_eq!(etag(&url), first);
+    assert_eq!(curl(&[&url]).stdout, b"first");
+    // Another key, or none, is a new write.
+    put("third", Some("retry-2"));
+    assert_ne!(etag(&url), first);
+    assert_eq!(curl(&[&url]).stdout, b"third");
+    // A bad key is refused.
+    let long = "k".repeat(300);
+    let o = put("x", Some(&long));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Idempotency-Key"),
+        "{o:?}"
+    );
+    // A delete retried after a later write does not delete it again.
+    let del = |key: &str| {
+        let h = format!("Idempotency-Key: {key}");
+        curl(&["-X", "DELETE", "-H", &h, &url])
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&del("del-1").stdout),
+        "DEL OK once\n"
+    );
+    put("after", None);
+    del("del-1");
+    assert_eq!(
+        curl(&[&url]).stdout,
+        b"after",
+        "the retried delete wrote nothing"
+    );
+}

@@ -2,7 +2,10 @@
 //! arrives, `GET` streamed back, `HEAD`, `DELETE`) and the seed's download
 //! links (`GET /KEY`). Each handler is a thin door onto the coordinator; a
 //! failure is turned into the wire's error once and mapped to a status
-//! code (404, 503, 400, 413, 500).
+//! code (404, 503, 400, 413, 500). `PUT` and `DELETE` take an
+//! `Idempotency-Key` header: a retry with the same key (for the same
+//! `KEY`) is answered with the first attempt's outcome instead of writing a
+//! second version.
 
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::time::{Duration, UNIX_EPOCH};
@@ -56,8 +59,48 @@ fn version_headers(version: &Version, headers: &mut HeaderMap) {
     }
 }
 
-/// A random write id: HTTP clients send none, and do not retry through us.
-fn http_write_id() -> WriteId {
+/// The longest `Idempotency-Key` taken.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The write id of an HTTP write: from its `Idempotency-Key` header if it
+/// has one (the same header on the same key is the same write, on any
+/// node: a digest, not a per-process hash), else a random one. A header
+/// that is too long or not visible ASCII is a bad request.
+fn http_write_id(headers: &HeaderMap, key: &[u8]) -> Result<WriteId, ErrorReply> {
+    use md5::{Digest, Md5};
+    let Some(given) = headers.get("idempotency-key") else {
+        return Ok(random_write_id());
+    };
+    let given = given.as_bytes();
+    if given.is_empty()
+        || given.len() > MAX_IDEMPOTENCY_KEY
+        || !given.iter().all(|b| b.is_ascii_graphic() || *b == b' ')
+    {
+        return Err(ErrorReply::BadRequest {
+            reason: format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+            ),
+        });
+    }
+    let mut h = Md5::new();
+    h.update(b"mydht http idempotency\0");
+    h.update((key.len() as u64).to_be_bytes());
+    h.update(key);
+    h.update(given);
+    let d = h.finalize();
+    let half = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&d[i..i + 8]);
+        u64::from_be_bytes(b)
+    };
+    Ok(WriteId {
+        client: half(0),
+        seq: half(8),
+    })
+}
+
+/// A random write id, for a write without an `Idempotency-Key`.
+fn random_write_id() -> WriteId {
     let mut h = RandomState::new().build_hasher();
     h.write_u8(0);
     let client = h.finish();
@@ -156,11 +199,15 @@ pub(crate) async fn put<S: Store>(
         chunk,
         node.cfg.request_timeout,
     );
+    let write_id = match http_write_id(&headers, &key) {
+        Ok(id) => id,
+        Err(e) => return error_response(&e),
+    };
     let value = ValueStream::external(Box::pin(stream), len, chunk);
     let name = String::from_utf8_lossy(&key).into_owned();
     match node
         .coord
-        .write(key, Write::Stream(value), http_write_id(), None, None)
+        .write(key, Write::Stream(value), write_id, None, None)
         .await
     {
         Ok(Written { version, .. }) => {
@@ -175,15 +222,20 @@ pub(crate) async fn put<S: Store>(
 pub(crate) async fn delete<S: Store>(
     State(node): State<Node<S>>,
     Path(key): Path<String>,
+    headers: HeaderMap,
 ) -> HttpResponse {
     let key = match checked_key(&node, key) {
         Ok(k) => k,
         Err(e) => return error_response(&e),
     };
+    let write_id = match http_write_id(&headers, &key) {
+        Ok(id) => id,
+        Err(e) => return error_response(&e),
+    };
     let name = String::from_utf8_lossy(&key).into_owned();
     match node
         .coord
-        .write(key, Write::Tombstone, http_write_id(), None, None)
+        .write(key, Write::Tombstone, write_id, None, None)
         .await
     {
         Ok(_) => format!("DEL OK {name}\n").into_response(),
