@@ -2,7 +2,9 @@
 //! links a test can cut: a member cut off while the ring changes catches up
 //! by gossip alone once the link is back, and reports the same ring version
 //! as the others; a member removed while it was cut off learns it by gossip
-//! and stops at once.
+//! and stops at once; a joiner or a remove that cannot reach a holder still
+//! restores every copy or says so; `--remove-after` in a partition removes
+//! only the minority; a member whose clock is far off is flagged.
 
 mod common;
 
@@ -365,4 +367,74 @@ async fn short_of_three(cluster: &common::Cluster, keys: &[String], dead: &NodeI
         }
     }
     short
+}
+
+/// Members learn each other's clock offsets from gossip rounds (liveness
+/// data: the ring version does not move), and one more than a second off
+/// the others' median is flagged in `/v1/ring` and on the status page. A
+/// member 5 minutes ahead is simulated by a gossip round carrying its name
+/// and a clock 5 minutes ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_clock_is_far_off_is_flagged_without_moving_the_ring() {
+    use mydht_proto::Request;
+    let net = Net::new();
+    let nodes = start(&net, 3).await;
+    let names: Vec<NodeId> = nodes.iter().map(|n| n.name().clone()).collect();
+    let (a, c) = (names[0].clone(), names[2].clone());
+    wait_until(
+        "every offset heard, none flagged",
+        Duration::from_secs(30),
+        || {
+            let a = a.clone();
+            async move {
+                let r = common::ring(&a).await;
+                r.members
+                    .iter()
+                    .all(|m| m.clock_offset_ms.is_some_and(|o| o.abs() < 1_000) && !m.clock_skewed)
+            }
+        },
+    )
+    .await;
+    let version = common::ring(&a).await.version;
+    let conn = common::raw(&a).await;
+    // The real c gossips too, with its true clock: repeat until a read
+    // sees the skewed round (each takes milliseconds, rounds come every
+    // second or two).
+    wait_until("c flagged", Duration::from_secs(30), || {
+        let (conn, a, c) = (&conn, a.clone(), c.clone());
+        async move {
+            let round = Request::SyncRing {
+                node: c.clone(),
+                version: 0,
+                clock_ms: mydht_cluster::wall_clock_ms() + 5 * 60 * 1_000,
+            };
+            conn.call(round).await.expect("a gossip round");
+            let r = common::ring(&a).await;
+            let m = r
+                .members
+                .iter()
+                .find(|m| m.node == c.as_str())
+                .expect("listed");
+            m.clock_skewed
+                && m.clock_offset_ms
+                    .is_some_and(|o| (o - 300_000).abs() < 5_000)
+        }
+    })
+    .await;
+    assert!(
+        common::status(&a)
+            .await
+            .member(c.as_str())
+            .expect("listed")
+            .clock_skewed
+    );
+    let r = common::ring(&a).await;
+    assert_eq!(r.version, version, "a clock offset is not part of the ring");
+    let me = r
+        .members
+        .iter()
+        .find(|m| m.node == a.as_str())
+        .expect("listed");
+    assert_eq!((me.clock_offset_ms, me.clock_skewed), (Some(0), false));
+    shutdown(nodes).await;
 }

@@ -166,8 +166,17 @@ where
 
 /// The node's status, as `/status.json` serves it.
 pub async fn status(node: &NodeId) -> NodeStatus {
+    get_json(node, "/status.json").await
+}
+
+/// The node's ring, as `/v1/ring` serves it.
+pub async fn ring(node: &NodeId) -> mydht_node::RingReport {
+    get_json(node, "/v1/ring").await
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(node: &NodeId, path: &str) -> T {
     let mut s = TcpStream::connect(node.as_str()).await.expect("connect");
-    s.write_all(b"GET /status.json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
         .await
         .expect("request");
     let mut out = Vec::new();

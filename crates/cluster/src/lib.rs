@@ -94,13 +94,42 @@ struct Inner {
     heard: Mutex<HashMap<NodeId, Heard>>,
 }
 
-/// A member's ring version, as gossip last heard it.
+/// A member's ring version, as gossip last heard it, and its clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Heard {
     /// Its ring version then.
     pub version: RingVersion,
     /// When.
     pub at: Instant,
+    /// How far its wall clock was ahead of this node's (negative: behind),
+    /// in milliseconds, from the last gossip round it started; off by at
+    /// most the one-way delay. `None` until it called.
+    pub clock_offset_ms: Option<i64>,
+}
+
+/// A member whose clock is further than this from the median of the
+/// members' clocks is flagged (status page, `/v1/ring`, the log).
+pub const CLOCK_BOUND_MS: i64 = 1_000;
+
+/// Which of `offsets` (member, its clock minus this node's; this node's own
+/// offset, 0, is counted in the median) lie further than
+/// [`CLOCK_BOUND_MS`] from the median.
+pub fn skewed(offsets: &[(NodeId, i64)]) -> Vec<NodeId> {
+    let mut all: Vec<i64> = offsets.iter().map(|(_, o)| *o).chain([0]).collect();
+    all.sort_unstable();
+    let median = all[all.len() / 2];
+    offsets
+        .iter()
+        .filter(|(_, o)| o.saturating_sub(median).abs() > CLOCK_BOUND_MS)
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// This node's wall clock, in milliseconds since the Unix epoch.
+pub fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Cluster {
@@ -321,8 +350,31 @@ impl Cluster {
 
     /// The cheap half of a gossip round, answered: `None` when the caller's
     /// ring version is this node's, else this node's view.
-    pub fn sync_ring(&self, from: &NodeId, version: u64) -> Option<Members> {
+    pub fn sync_ring(&self, from: &NodeId, version: u64, clock_ms: u64) -> Option<Members> {
         self.heard(from, RingVersion(version));
+        let offset = i128::from(clock_ms) - i128::from(wall_clock_ms());
+        let offset = i64::try_from(offset).unwrap_or(if offset < 0 { i64::MIN } else { i64::MAX });
+        let mut heard = self.0.heard.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(h) = heard.get_mut(from) {
+            let before = h.clock_offset_ms;
+            h.clock_offset_ms = Some(offset);
+            let offsets: Vec<(NodeId, i64)> = heard
+                .iter()
+                .filter_map(|(n, h)| h.clock_offset_ms.map(|o| (n.clone(), o)))
+                .collect();
+            let now_off = skewed(&offsets).contains(from);
+            let was_off = before.is_some_and(|b| {
+                let mut old = offsets.clone();
+                if let Some(e) = old.iter_mut().find(|(n, _)| n == from) {
+                    e.1 = b;
+                }
+                skewed(&old).contains(from)
+            });
+            if now_off && !was_off {
+                tracing::warn!(node = %from, offset_ms = offset, "member's clock is off the others' median by more than {CLOCK_BOUND_MS} ms");
+            }
+        }
+        drop(heard);
         (self.ring().version().0 != version).then(|| self.members())
     }
 
@@ -340,7 +392,15 @@ impl Cluster {
             .member(node)
             .is_some_and(|m| m.state() != MemberState::Removed)
         {
-            heard.insert(node.clone(), Heard { version, at });
+            let clock_offset_ms = heard.get(node).and_then(|h| h.clock_offset_ms);
+            heard.insert(
+                node.clone(),
+                Heard {
+                    version,
+                    at,
+                    clock_offset_ms,
+                },
+            );
         }
     }
 
@@ -383,6 +443,7 @@ impl Cluster {
         let request = Request::SyncRing {
             node: self.0.me.clone(),
             version,
+            clock_ms: wall_clock_ms(),
         };
         let theirs: Option<Members> = self.0.rpc.call(peer, request).await?;
         let Some(theirs) = theirs else {

@@ -239,6 +239,10 @@ pub enum Request {
         node: NodeId,
         /// The caller's [`Members::version`].
         version: u64,
+        /// The caller's wall clock when it sent this, in milliseconds since
+        /// the Unix epoch: how members learn each other's clock offsets
+        /// (liveness data, never part of the ring).
+        clock_ms: u64,
     },
 }
 

@@ -109,6 +109,7 @@ fn request_variant_indices_are_stable() {
         Request::SyncRing {
             node: node(),
             version: 7,
+            clock_ms: 1,
         },
     ];
     let tags: Vec<u8> = requests.iter().map(tag).collect();

@@ -34,8 +34,13 @@ pub(crate) async fn gossip<S: Store>(node: &Node<S>, view: Members) -> Reply {
 }
 
 /// A member compares ring versions: answer with this view if they differ.
-pub(crate) fn sync_ring<S: Store>(node: &Node<S>, from: &NodeId, version: u64) -> Reply {
-    match node.cluster.sync_ring(from, version) {
+pub(crate) fn sync_ring<S: Store>(
+    node: &Node<S>,
+    from: &NodeId,
+    version: u64,
+    clock_ms: u64,
+) -> Reply {
+    match node.cluster.sync_ring(from, version, clock_ms) {
         Some(view) => Reply::Plain(Response::Members(view)),
         None => Reply::Plain(Response::Done),
     }

@@ -57,7 +57,8 @@ pub(crate) async fn route<S: Store>(
         Request::SyncRing {
             node: from,
             version,
-        } => members::sync_ring(node, &from, version),
+            clock_ms,
+        } => members::sync_ring(node, &from, version, clock_ms),
         Request::SendGained {
             node: joiner,
             asked,

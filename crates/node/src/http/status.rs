@@ -79,10 +79,11 @@ fn summary(out: &mut String, status: &NodeStatus) {
     );
     for m in &status.members {
         let name = escape(&m.node);
-        let differs = if m.ring_differs {
-            " (holds another ring version)"
-        } else {
-            ""
+        let differs = match (m.ring_differs, m.clock_skewed) {
+            (true, true) => " (holds another ring version; its clock is off the others')",
+            (true, false) => " (holds another ring version)",
+            (false, true) => " (its clock is off the others')",
+            (false, false) => "",
         };
         let _ = write!(
             out,

@@ -6,7 +6,7 @@
 //! ring now. Nothing here is decided: it is a snapshot of the cluster
 //! plane.
 
-use mydht_ring::{MemberState, MemberStatus};
+use mydht_ring::{MemberState, MemberStatus, NodeId};
 use mydht_store::Store;
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +46,12 @@ pub struct RingMember {
     /// The ring version it held when gossip last heard from it, if it was
     /// heard; shown beside `version` of the report to tell who lags.
     pub ring_version: Option<String>,
+    /// Its wall clock minus the answering node's, in milliseconds, from
+    /// its last gossip round (0 for the answering node; `None` until
+    /// heard).
+    pub clock_offset_ms: Option<i64>,
+    /// Whether that clock is more than a second off the members' median.
+    pub clock_skewed: bool,
 }
 
 /// The ring `node` holds now.
@@ -53,6 +59,11 @@ pub(crate) fn report<S: Store>(node: &Node<S>) -> RingReport {
     let ring = node.cluster.ring();
     let heard = node.cluster.heard_versions();
     let me = node.cluster.me();
+    let offsets: Vec<(NodeId, i64)> = heard
+        .iter()
+        .filter_map(|(n, h)| h.clock_offset_ms.map(|o| (n.clone(), o)))
+        .collect();
+    let skewed = mydht_cluster::skewed(&offsets);
     let (mut members, mut removed) = (Vec::new(), Vec::new());
     for m in ring.members() {
         let seen = if m.id() == me {
@@ -66,6 +77,12 @@ pub(crate) fn report<S: Store>(node: &Node<S>) -> RingReport {
             alive: !node.cluster.is_down(m.id()),
             version: m.version(),
             ring_version: seen,
+            clock_offset_ms: if m.id() == me {
+                Some(0)
+            } else {
+                heard.get(m.id()).and_then(|h| h.clock_offset_ms)
+            },
+            clock_skewed: skewed.contains(m.id()),
         };
         if m.state() == MemberState::Removed {
             removed.push(entry);
@@ -105,8 +122,8 @@ impl RingReport {
             .unwrap_or(4)
             .max(4);
         out.push_str(&format!(
-            "{:width$}  {:8}  {:5}  {:>7}  RING\n",
-            "NODE", "STATE", "ALIVE", "VERSION"
+            "{:width$}  {:8}  {:5}  {:>7}  {:>10}  RING\n",
+            "NODE", "STATE", "ALIVE", "VERSION", "CLOCK ms"
         ));
         for m in self.members.iter().chain(&self.removed) {
             let ring = match &m.ring_version {
@@ -114,8 +131,13 @@ impl RingReport {
                 Some(v) => format!("differs ({v})"),
                 None => "not heard yet".to_string(),
             };
+            let clock = match m.clock_offset_ms {
+                Some(o) if m.clock_skewed => format!("{o:+}!"),
+                Some(o) => format!("{o:+}"),
+                None => "?".to_string(),
+            };
             out.push_str(&format!(
-                "{:width$}  {:8}  {:5}  {:>7}  {ring}\n",
+                "{:width$}  {:8}  {:5}  {:>7}  {clock:>10}  {ring}\n",
                 m.node,
                 m.state,
                 if m.alive { "yes" } else { "no" },

@@ -63,6 +63,8 @@ pub struct MemberView {
     /// Whether the ring version it held when gossip last heard from it
     /// differs from this node's (`false` when not heard yet).
     pub ring_differs: bool,
+    /// Whether its clock is more than a second off the members' median.
+    pub clock_skewed: bool,
     /// The two together, as the status page shows it (`down` overlays
     /// every state but `removed`).
     pub status: String,
@@ -92,6 +94,11 @@ pub(crate) fn snapshot<S: Store>(node: &Node<S>) -> NodeStatus {
     let quorum = ring.quorum();
     let stats = node.store.stats();
     let heard = node.cluster.heard_versions();
+    let offsets: Vec<(mydht_ring::NodeId, i64)> = heard
+        .iter()
+        .filter_map(|(n, h)| h.clock_offset_ms.map(|o| (n.clone(), o)))
+        .collect();
+    let skewed = mydht_cluster::skewed(&offsets);
     let members = ring
         .members()
         .iter()
@@ -105,6 +112,7 @@ pub(crate) fn snapshot<S: Store>(node: &Node<S>) -> NodeStatus {
                 ring_differs: heard
                     .get(m.id())
                     .is_some_and(|h| h.version != ring.version()),
+                clock_skewed: skewed.contains(m.id()),
                 status: MemberStatus::of(m.state(), down).to_string(),
             }
         })

@@ -99,7 +99,13 @@ pub fn request() -> impl Strategy<Value = Request> {
             .prop_map(|(node, asked)| Request::SendGained { node, asked }),
         (any::<u64>(), any::<u64>()).prop_map(|(start, end)| Request::ReplicaDigest { start, end }),
         members().prop_map(Request::Gossip),
-        (node_id(), any::<u64>()).prop_map(|(node, version)| Request::SyncRing { node, version }),
+        (node_id(), any::<u64>(), any::<u64>()).prop_map(|(node, version, clock_ms)| {
+            Request::SyncRing {
+                node,
+                version,
+                clock_ms,
+            }
+        }),
     ]
 }
 
