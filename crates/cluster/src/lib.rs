@@ -105,24 +105,23 @@ pub struct Heard {
     /// in milliseconds, from the last gossip round it started; off by at
     /// most the one-way delay. `None` until it called.
     pub clock_offset_ms: Option<i64>,
+    /// Whether that offset was more than [`CLOCK_BOUND_MS`] off the
+    /// members' median when it was heard.
+    pub clock_skewed: bool,
 }
 
 /// A member whose clock is further than this from the median of the
 /// members' clocks is flagged (status page, `/v1/ring`, the log).
 pub const CLOCK_BOUND_MS: i64 = 1_000;
 
-/// Which of `offsets` (member, its clock minus this node's; this node's own
-/// offset, 0, is counted in the median) lie further than
-/// [`CLOCK_BOUND_MS`] from the median.
-pub fn skewed(offsets: &[(NodeId, i64)]) -> Vec<NodeId> {
-    let mut all: Vec<i64> = offsets.iter().map(|(_, o)| *o).chain([0]).collect();
+/// Whether a member's clock `offset` (its clock minus this node's) lies
+/// further than [`CLOCK_BOUND_MS`] from the median of every clock: the
+/// `others`' offsets, this node's own (0) and its own.
+fn off_the_median(offset: i64, others: &[i64]) -> bool {
+    let mut all: Vec<i64> = others.iter().copied().chain([0, offset]).collect();
     all.sort_unstable();
     let median = all[all.len() / 2];
-    offsets
-        .iter()
-        .filter(|(_, o)| o.saturating_sub(median).abs() > CLOCK_BOUND_MS)
-        .map(|(n, _)| n.clone())
-        .collect()
+    offset.saturating_sub(median).abs() > CLOCK_BOUND_MS
 }
 
 /// This node's wall clock, in milliseconds since the Unix epoch.
@@ -291,25 +290,10 @@ impl Cluster {
                     epoch: view.epoch,
                 });
             }
-            let merged = View::from_wire(view)
-                .and_then(|view| {
-                    View::of_ring(&self.ring()).same_params(&view)?;
-                    Ok(view)
-                })
-                .map_err(MembershipError::from)
-                .map(|view| Change::Gossip { view });
-            let applied = match merged {
-                Ok(change) => self.apply(&change).await,
-                Err(e) => Err(e),
-            };
             // One member with a view that cannot be merged must not keep
             // this node from starting: the others' views still count.
-            match applied {
-                Ok(a) if a.changed => {
-                    tracing::info!(%node, epoch = a.after.epoch(), "caught up on restart");
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(%node, error = %e, "its view was not merged on restart"),
+            if let Err(e) = self.gossiped(view).await {
+                tracing::warn!(%node, error = %e, "its view was not merged on restart");
             }
         }
         Ok(())
@@ -351,57 +335,46 @@ impl Cluster {
     /// The cheap half of a gossip round, answered: `None` when the caller's
     /// ring version is this node's, else this node's view.
     pub fn sync_ring(&self, from: &NodeId, version: u64, clock_ms: u64) -> Option<Members> {
-        self.heard(from, RingVersion(version));
         let offset = i128::from(clock_ms) - i128::from(wall_clock_ms());
         let offset = i64::try_from(offset).unwrap_or(if offset < 0 { i64::MIN } else { i64::MAX });
-        let mut heard = self.0.heard.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(h) = heard.get_mut(from) {
-            let before = h.clock_offset_ms;
-            h.clock_offset_ms = Some(offset);
-            let offsets: Vec<(NodeId, i64)> = heard
-                .iter()
-                .filter_map(|(n, h)| h.clock_offset_ms.map(|o| (n.clone(), o)))
-                .collect();
-            let now_off = skewed(&offsets).contains(from);
-            let was_off = before.is_some_and(|b| {
-                let mut old = offsets.clone();
-                if let Some(e) = old.iter_mut().find(|(n, _)| n == from) {
-                    e.1 = b;
-                }
-                skewed(&old).contains(from)
-            });
-            if now_off && !was_off {
-                tracing::warn!(node = %from, offset_ms = offset, "member's clock is off the others' median by more than {CLOCK_BOUND_MS} ms");
-            }
-        }
-        drop(heard);
+        self.heard(from, RingVersion(version), Some(offset));
         (self.ring().version().0 != version).then(|| self.members())
     }
 
-    fn heard(&self, node: &NodeId, version: RingVersion) {
+    /// Notes `node`'s ring version and, when it called, its clock offset
+    /// (whether that is off the others' median is judged here, once).
+    fn heard(&self, node: &NodeId, version: RingVersion, clock_offset_ms: Option<i64>) {
         // Only members are remembered (a caller names itself, unchecked),
         // and the removed are forgotten: bounded by the ring.
         let ring = self.ring();
-        let at = Instant::now();
-        let mut heard = self.0.heard.lock().unwrap_or_else(PoisonError::into_inner);
-        heard.retain(|n, _| {
+        let member = |n: &NodeId| {
             ring.member(n)
                 .is_some_and(|m| m.state() != MemberState::Removed)
-        });
-        if ring
-            .member(node)
-            .is_some_and(|m| m.state() != MemberState::Removed)
-        {
-            let clock_offset_ms = heard.get(node).and_then(|h| h.clock_offset_ms);
-            heard.insert(
-                node.clone(),
-                Heard {
-                    version,
-                    at,
-                    clock_offset_ms,
-                },
-            );
+        };
+        let mut heard = self.0.heard.lock().unwrap_or_else(PoisonError::into_inner);
+        heard.retain(|n, _| member(n));
+        if !member(node) {
+            return;
         }
+        let before = heard.get(node).copied();
+        let mut entry = Heard {
+            version,
+            at: Instant::now(),
+            clock_offset_ms: clock_offset_ms.or(before.and_then(|h| h.clock_offset_ms)),
+            clock_skewed: before.is_some_and(|h| h.clock_skewed),
+        };
+        if let Some(offset) = clock_offset_ms {
+            let others: Vec<i64> = heard
+                .iter()
+                .filter(|(n, _)| *n != node)
+                .filter_map(|(_, h)| h.clock_offset_ms)
+                .collect();
+            entry.clock_skewed = off_the_median(offset, &others);
+            if entry.clock_skewed && !before.is_some_and(|h| h.clock_skewed) {
+                tracing::warn!(%node, offset_ms = offset, "member's clock is off the others' median by more than {CLOCK_BOUND_MS} ms");
+            }
+        }
+        heard.insert(node.clone(), entry);
     }
 
     /// The ring version each member held when gossip last heard from it:
@@ -447,11 +420,11 @@ impl Cluster {
         };
         let theirs: Option<Members> = self.0.rpc.call(peer, request).await?;
         let Some(theirs) = theirs else {
-            self.heard(peer, RingVersion(version));
+            self.heard(peer, RingVersion(version), None);
             return Ok(false);
         };
         let their_version = theirs.version;
-        self.heard(peer, RingVersion(their_version));
+        self.heard(peer, RingVersion(their_version), None);
         let changed = match self.gossiped(theirs).await {
             Ok(_) => self.ring().version().0 != version,
             Err(e) => {
@@ -466,9 +439,9 @@ impl Cluster {
                 .call(peer, Request::Gossip(self.members()))
                 .await?;
             match back {
-                None => self.heard(peer, self.ring().version()),
+                None => self.heard(peer, self.ring().version(), None),
                 Some(back) => {
-                    self.heard(peer, RingVersion(back.version));
+                    self.heard(peer, RingVersion(back.version), None);
                     if let Err(e) = self.gossiped(back).await {
                         tracing::warn!(%peer, error = %e, "a gossiped view was refused");
                     }

@@ -142,13 +142,7 @@ pub(crate) async fn remove<S: Store>(
         forwarded: true,
         asked: asked.clone(),
     };
-    let mut senders = asked;
-    senders.sort();
-    senders.dedup();
-    let pass = node.movement.start(Pass::Restore {
-        before,
-        senders: Some(Arc::from(senders)),
-    });
+    let pass = node.movement.start(Pass::restore_by(before, asked));
     let both = async {
         tokio::join!(
             pass.finished(),

@@ -39,13 +39,7 @@ pub(crate) async fn send_gained<S: Store>(
         Ok(r) => Arc::new(r),
         Err(e) => return Reply::error(failed(&e)),
     };
-    let mut asked = asked;
-    asked.sort();
-    asked.dedup();
-    let pass = node.movement.start(Pass::Restore {
-        before,
-        senders: Some(Arc::from(asked)),
-    });
+    let pass = node.movement.start(Pass::restore_by(before, asked));
     let Some(report) = node.unless_stopping(pass.finished()).await else {
         return answer(
             "sending the gained keys",

@@ -55,6 +55,17 @@ pub(crate) enum Pass {
 }
 
 impl Pass {
+    /// A restore run by the members in `asked` only (in any order): only
+    /// they may be elected to send a key.
+    pub fn restore_by(before: Arc<Ring>, mut asked: Vec<NodeId>) -> Self {
+        asked.sort();
+        asked.dedup();
+        Self::Restore {
+            before,
+            senders: Some(Arc::from(asked)),
+        }
+    }
+
     /// The pass's name on the status page.
     pub fn name(&self) -> &'static str {
         match self {

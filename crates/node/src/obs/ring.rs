@@ -6,7 +6,7 @@
 //! ring now. Nothing here is decided: it is a snapshot of the cluster
 //! plane.
 
-use mydht_ring::{MemberState, MemberStatus, NodeId};
+use mydht_ring::{MemberState, MemberStatus};
 use mydht_store::Store;
 use serde::{Deserialize, Serialize};
 
@@ -59,11 +59,6 @@ pub(crate) fn report<S: Store>(node: &Node<S>) -> RingReport {
     let ring = node.cluster.ring();
     let heard = node.cluster.heard_versions();
     let me = node.cluster.me();
-    let offsets: Vec<(NodeId, i64)> = heard
-        .iter()
-        .filter_map(|(n, h)| h.clock_offset_ms.map(|o| (n.clone(), o)))
-        .collect();
-    let skewed = mydht_cluster::skewed(&offsets);
     let (mut members, mut removed) = (Vec::new(), Vec::new());
     for m in ring.members() {
         let seen = if m.id() == me {
@@ -82,7 +77,7 @@ pub(crate) fn report<S: Store>(node: &Node<S>) -> RingReport {
             } else {
                 heard.get(m.id()).and_then(|h| h.clock_offset_ms)
             },
-            clock_skewed: skewed.contains(m.id()),
+            clock_skewed: heard.get(m.id()).is_some_and(|h| h.clock_skewed),
         };
         if m.state() == MemberState::Removed {
             removed.push(entry);

@@ -94,11 +94,6 @@ pub(crate) fn snapshot<S: Store>(node: &Node<S>) -> NodeStatus {
     let quorum = ring.quorum();
     let stats = node.store.stats();
     let heard = node.cluster.heard_versions();
-    let offsets: Vec<(mydht_ring::NodeId, i64)> = heard
-        .iter()
-        .filter_map(|(n, h)| h.clock_offset_ms.map(|o| (n.clone(), o)))
-        .collect();
-    let skewed = mydht_cluster::skewed(&offsets);
     let members = ring
         .members()
         .iter()
@@ -112,7 +107,7 @@ pub(crate) fn snapshot<S: Store>(node: &Node<S>) -> NodeStatus {
                 ring_differs: heard
                     .get(m.id())
                     .is_some_and(|h| h.version != ring.version()),
-                clock_skewed: skewed.contains(m.id()),
+                clock_skewed: heard.get(m.id()).is_some_and(|h| h.clock_skewed),
                 status: MemberStatus::of(m.state(), down).to_string(),
             }
         })
