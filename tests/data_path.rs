@@ -284,8 +284,31 @@ async fn a_get_repairs_a_stale_replica_with_the_same_version() {
             })
             .await
             .expect("replica store");
-        assert_eq!(reply, Response::ReplicaStored { applied: true });
+        assert_eq!(
+            reply,
+            Response::ReplicaStored {
+                applied: true,
+                held: None
+            }
+        );
     }
+    // Sent again, it is not applied, and the replica says what it holds.
+    let again = raw(&cluster.names[0])
+        .await
+        .call(Request::ReplicaStore {
+            key: Bytes::from_static(b"r"),
+            version: old.clone(),
+            value: Some(Payload::Inline(Bytes::from_static(b"old"))),
+        })
+        .await
+        .expect("replica store");
+    assert_eq!(
+        again,
+        Response::ReplicaStored {
+            applied: false,
+            held: Some(newer.clone())
+        }
+    );
     let stale = cluster.client(2);
     assert_eq!(
         stale.haskey("r").await.expect("haskey"),

@@ -64,7 +64,13 @@ async fn purge_after_a_join_never_loses_a_key() {
                 })
                 .await
                 .expect("replica store");
-            assert_eq!(r, Response::ReplicaStored { applied: true });
+            assert_eq!(
+                r,
+                Response::ReplicaStored {
+                    applied: true,
+                    held: None
+                }
+            );
         }
         keys.push(k);
     }

@@ -272,7 +272,9 @@ fn fail(e: &ClientError) -> ExitCode {
         ClientError::Remote(
             ErrorReply::Quorum { .. }
             | ErrorReply::Unavailable { .. }
-            | ErrorReply::Internal { .. },
+            | ErrorReply::Internal { .. }
+            | ErrorReply::ClockAhead { .. }
+            | ErrorReply::Contended { .. },
         )
         | ClientError::Unreachable { .. }
         | ClientError::Unexpected { .. } => 3,

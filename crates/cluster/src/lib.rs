@@ -19,6 +19,7 @@
 //! (compare ring versions with one member, exchange views when they
 //! differ) repair whatever a member missed.
 
+mod clocks;
 pub mod detector;
 mod error;
 mod liveness;
@@ -44,6 +45,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use clocks::{CLOCK_BOUND_MS, wall_clock_ms};
 pub use error::{JoinError, MembershipError, PersistError, RejoinError, RpcError, ViewError};
 pub use liveness::{DownSet, Liveness, LivenessEvent, events};
 pub use manager::Applied;
@@ -51,6 +53,7 @@ pub use persist::FILE as MEMBERSHIP_FILE;
 pub use rpc::{Done, FromResponse, RemoteDigest, Rpc, Stored, decode};
 pub use view::{Change, Merged, View};
 
+use clocks::{OwnClock, off_the_median};
 use manager::ViewManager;
 use net::Dialer;
 use pool::Pool;
@@ -92,6 +95,8 @@ struct Inner {
     gossip_turn: AtomicUsize,
     /// The ring version each member last held, as gossip heard it.
     heard: Mutex<HashMap<NodeId, Heard>>,
+    /// This node's clock against the others', from what `heard` holds.
+    own_clock: OwnClock,
 }
 
 /// A member's ring version, as gossip last heard it, and its clock.
@@ -108,27 +113,6 @@ pub struct Heard {
     /// Whether that offset was more than [`CLOCK_BOUND_MS`] off the
     /// members' median when it was heard.
     pub clock_skewed: bool,
-}
-
-/// A member whose clock is further than this from the median of the
-/// members' clocks is flagged (status page, `/v1/ring`, the log).
-pub const CLOCK_BOUND_MS: i64 = 1_000;
-
-/// Whether a member's clock `offset` (its clock minus this node's) lies
-/// further than [`CLOCK_BOUND_MS`] from the median of every clock: the
-/// `others`' offsets, this node's own (0) and its own.
-fn off_the_median(offset: i64, others: &[i64]) -> bool {
-    let mut all: Vec<i64> = others.iter().copied().chain([0, offset]).collect();
-    all.sort_unstable();
-    let median = all[all.len() / 2];
-    offset.saturating_sub(median).abs() > CLOCK_BOUND_MS
-}
-
-/// This node's wall clock, in milliseconds since the Unix epoch.
-pub fn wall_clock_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Cluster {
@@ -164,6 +148,7 @@ impl Cluster {
                 // rounds of a restarted cluster do not all ask one member.
                 gossip_turn: AtomicUsize::new(turn),
                 heard: Mutex::new(HashMap::new()),
+                own_clock: OwnClock::default(),
             })),
             restored,
         ))
@@ -375,6 +360,25 @@ impl Cluster {
             }
         }
         heard.insert(node.clone(), entry);
+        if clock_offset_ms.is_some() {
+            let offsets = heard.values().filter_map(|h| h.clock_offset_ms).collect();
+            self.0.own_clock.update(offsets);
+        }
+    }
+
+    /// How far this node's wall clock is ahead of the other members' (the
+    /// upper median of their offsets, so an even split is not ahead;
+    /// negative: behind), by the offsets gossip heard; `None` until a
+    /// member has called. Lock-free: a write reads it.
+    pub fn clock_ahead_ms(&self) -> Option<i64> {
+        self.0.own_clock.ahead_ms()
+    }
+
+    /// How far this node's wall clock is behind the other members' (the
+    /// lower median of their offsets; negative: ahead); `None` until a
+    /// member has called.
+    pub fn clock_behind_ms(&self) -> Option<i64> {
+        self.0.own_clock.behind_ms()
     }
 
     /// The ring version each member held when gossip last heard from it:

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mydht_proto::conn::{ConnError, Connection, Exchange};
-use mydht_proto::{Held, Members, ReplicaEntry, Request, Response};
+use mydht_proto::{Held, Members, ReplicaEntry, Request, Response, Version};
 use mydht_ring::NodeId;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
@@ -97,18 +97,21 @@ impl FromResponse for Held {
 }
 
 /// A replica's answer to a store: whether it applied the version (`false`
-/// when it already held that version or a newer one).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// when it already held that version or a newer one), and if not, what it
+/// holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stored {
     /// Whether the version was applied.
     pub applied: bool,
+    /// The version held instead, when not applied.
+    pub held: Option<Version>,
 }
 
 impl FromResponse for Stored {
     const EXPECTED: &'static str = "ReplicaStored";
     fn from_response(r: Response) -> Result<Self, Response> {
         match r {
-            Response::ReplicaStored { applied } => Ok(Stored { applied }),
+            Response::ReplicaStored { applied, held } => Ok(Stored { applied, held }),
             other => Err(other),
         }
     }

@@ -100,6 +100,10 @@ impl From<crate::coord::CoordError> for mydht_proto::ErrorReply {
             CoordError::Value(e) => ErrorReply::Internal {
                 reason: e.to_string(),
             },
+            CoordError::ClockAhead { ahead_ms, bound_ms } => {
+                ErrorReply::ClockAhead { ahead_ms, bound_ms }
+            }
+            CoordError::Contended { rounds } => ErrorReply::Contended { rounds },
             CoordError::Internal { reason } => ErrorReply::Internal { reason },
         }
     }

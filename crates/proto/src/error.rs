@@ -105,6 +105,26 @@ pub enum ErrorReply {
         /// What failed.
         reason: String,
     },
+    /// This node's clock is so far ahead of the other members' that a
+    /// version it stamped could outlive later writes; it refuses writes.
+    #[error(
+        "ERR_CLOCK_AHEAD: this node's clock is {ahead_ms} ms ahead of the other members', more than the {bound_ms} ms allowed; it refuses writes until its clock is fixed (write through another node)"
+    )]
+    ClockAhead {
+        /// How far ahead, by the members' clocks heard in gossip.
+        ahead_ms: u64,
+        /// The bound.
+        bound_ms: u64,
+    },
+    /// The key was written again each time this write was stamped above
+    /// the version a replica held; nothing was acknowledged.
+    #[error(
+        "ERR_CONTENDED: the key was written by others each of the {rounds} times this write was stamped anew; retry"
+    )]
+    Contended {
+        /// Times the write was stamped.
+        rounds: u8,
+    },
 }
 
 fn list(nodes: &[NodeId]) -> String {
@@ -136,6 +156,10 @@ pub enum ErrorCode {
     UnsupportedVersion = 7,
     /// [`ErrorReply::Internal`].
     Internal = 8,
+    /// [`ErrorReply::ClockAhead`].
+    ClockAhead = 9,
+    /// [`ErrorReply::Contended`].
+    Contended = 10,
 }
 
 impl ErrorReply {
@@ -150,6 +174,8 @@ impl ErrorReply {
             Self::UnknownRequest => ErrorCode::UnknownRequest,
             Self::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
             Self::Internal { .. } => ErrorCode::Internal,
+            Self::ClockAhead { .. } => ErrorCode::ClockAhead,
+            Self::Contended { .. } => ErrorCode::Contended,
         }
     }
 }

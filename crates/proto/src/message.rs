@@ -325,6 +325,11 @@ pub enum Response {
     ReplicaStored {
         /// `false` when a newer (or the same) version was already held.
         applied: bool,
+        /// When not applied, the version the replica holds (protocol 3):
+        /// a coordinator whose version lost to a later-stamped one stamps
+        /// above it and writes again, so the write acknowledged last wins
+        /// whatever the clocks.
+        held: Option<Version>,
     },
     /// The answer to a replica probe.
     Held(Held),

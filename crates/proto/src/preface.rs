@@ -17,9 +17,11 @@ pub const MAGIC: [u8; 4] = [0xF0, b'M', b'D', b'H'];
 /// The lowest protocol version this release speaks. Protocol 2 gave every
 /// member entry a version and replaced one-shot announcements with gossip;
 /// a protocol-1 node would misread its member lists, so it is refused.
-pub const MIN_PROTOCOL_VERSION: u16 = 2;
+/// Protocol 3 has a replica name the version it holds when it does not
+/// apply a write; a protocol-2 node would misread that answer.
+pub const MIN_PROTOCOL_VERSION: u16 = 3;
 /// The highest protocol version this release speaks.
-pub const MAX_PROTOCOL_VERSION: u16 = 2;
+pub const MAX_PROTOCOL_VERSION: u16 = 3;
 /// Bytes in a preface.
 pub const PREFACE_LEN: usize = 8;
 

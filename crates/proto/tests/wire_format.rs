@@ -130,7 +130,10 @@ fn response_and_error_variant_indices_are_stable() {
         Response::Whereis { nodes: vec![] },
         Response::Done,
         Response::Members(members()),
-        Response::ReplicaStored { applied: true },
+        Response::ReplicaStored {
+            applied: true,
+            held: None,
+        },
         Response::Held(Held::Absent),
         Response::Entry(None),
         Response::Error(ErrorReply::NotFound),
@@ -168,11 +171,16 @@ fn response_and_error_variant_indices_are_stable() {
         ErrorReply::Internal {
             reason: String::new(),
         },
+        ErrorReply::ClockAhead {
+            ahead_ms: 1,
+            bound_ms: 0,
+        },
+        ErrorReply::Contended { rounds: 1 },
     ];
     let tags: Vec<u8> = errors.iter().map(tag).collect();
-    assert_eq!(tags, (0..8).collect::<Vec<u8>>());
+    assert_eq!(tags, (0..10).collect::<Vec<u8>>());
     let codes: Vec<u16> = errors.iter().map(|e| e.code() as u16).collect();
-    assert_eq!(codes, (1..=8).collect::<Vec<u16>>());
+    assert_eq!(codes, (1..=10).collect::<Vec<u16>>());
 }
 
 #[test]

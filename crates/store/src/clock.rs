@@ -108,7 +108,16 @@ impl HybridClock {
     /// [`now`](Self::now) is later; refuses one more than the allowed skew
     /// ahead of the wall clock, leaving the clock unchanged.
     pub fn observe(&self, ts: Timestamp) -> Result<(), ClockError> {
-        self.check(ts)?;
+        self.observe_behind(ts, 0)
+    }
+
+    /// Like [`observe`](Self::observe) for a clock known to run `behind_ms`
+    /// behind the clocks `ts` comes from: the allowed skew is counted from
+    /// their present, so a slow member still takes their writes (and its
+    /// clock catches up with them) while a version from a far-ahead clock
+    /// is still refused.
+    pub fn observe_behind(&self, ts: Timestamp, behind_ms: u64) -> Result<(), ClockError> {
+        self.check_behind(ts, behind_ms)?;
         self.last.fetch_max(ts.raw(), Ordering::AcqRel);
         Ok(())
     }
@@ -116,8 +125,12 @@ impl HybridClock {
     /// Whether `ts` is within the allowed skew of the wall clock, without
     /// moving the clock.
     pub fn check(&self, ts: Timestamp) -> Result<(), ClockError> {
-        let phys = (self.physical)();
-        let ahead_ms = ts.millis().saturating_sub(phys);
+        self.check_behind(ts, 0)
+    }
+
+    fn check_behind(&self, ts: Timestamp, behind_ms: u64) -> Result<(), ClockError> {
+        let present = (self.physical)().saturating_add(behind_ms);
+        let ahead_ms = ts.millis().saturating_sub(present);
         if ahead_ms > self.max_skew_ms {
             return Err(ClockError::TooFarAhead {
                 ahead_ms,
@@ -125,6 +138,11 @@ impl HybridClock {
             });
         }
         Ok(())
+    }
+
+    /// The allowed skew.
+    pub fn max_skew(&self) -> Duration {
+        Duration::from_millis(self.max_skew_ms)
     }
 }
 
@@ -181,6 +199,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_clock_known_to_be_behind_takes_versions_from_the_others_present() {
+        let clock = HybridClock::with_physical(Duration::from_secs(60), Arc::new(|| 1_000_000));
+        // Five minutes ahead of this clock: refused, unless this clock is
+        // known to be five minutes behind the others.
+        let theirs = Timestamp::from_parts(1_300_000, 0);
+        assert!(clock.observe(theirs).is_err());
+        clock
+            .observe_behind(theirs, 300_000)
+            .expect("their present");
+        assert!(clock.now() > theirs);
+        // Still bounded: a minute and more past their present is refused.
+        let far = Timestamp::from_parts(1_361_000, 0);
+        assert!(clock.observe_behind(far, 300_000).is_err());
     }
 
     #[test]

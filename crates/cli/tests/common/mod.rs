@@ -29,6 +29,12 @@ impl NodeProc {
     /// Starts `mydht node -h 127.0.0.1 -p PORT --data-dir DIR EXTRA...` and
     /// waits for its "listening" line.
     pub fn start(port: u16, data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_env(port, data_dir, extra, &[])
+    }
+
+    /// Like [`start`](Self::start), with `env` added to the node's
+    /// environment.
+    pub fn start_env(port: u16, data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let port_arg = port.to_string();
         let mut args = vec![
             "node",
@@ -40,15 +46,20 @@ impl NodeProc {
             data_dir.to_str().expect("utf-8 path"),
         ];
         args.extend_from_slice(extra);
-        Self::spawn(&args).unwrap_or_else(|e| panic!("node did not start: {e}"))
+        Self::spawn_env(&args, env).unwrap_or_else(|e| panic!("node did not start: {e}"))
     }
 
     /// Spawns `mydht ARGS` as a node; `Err` with its stderr if it exits or
     /// stays silent past the deadline.
     pub fn spawn(args: &[&str]) -> Result<Self, String> {
+        Self::spawn_env(args, &[])
+    }
+
+    fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Result<Self, String> {
         let mut child = Command::new(BIN)
             .args(args)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

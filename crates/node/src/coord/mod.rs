@@ -99,6 +99,21 @@ pub(crate) enum CoordError {
     /// The client's value broke off or broke its rules.
     #[error(transparent)]
     Value(#[from] ValueError),
+    /// This node's clock is too far ahead of the other members' to stamp
+    /// writes.
+    #[error("this node's clock is {ahead_ms} ms ahead of the other members'")]
+    ClockAhead {
+        /// How far ahead.
+        ahead_ms: u64,
+        /// The bound.
+        bound_ms: u64,
+    },
+    /// Others wrote the key each time this write was stamped anew.
+    #[error("the key was written by others each of {rounds} times")]
+    Contended {
+        /// Times stamped.
+        rounds: u8,
+    },
     /// Something on this node failed.
     #[error("{reason}")]
     Internal {

@@ -112,11 +112,10 @@ impl<S: Store> Coordinator<S> {
                     continue;
                 }
                 let result = match &small {
-                    Some(value) => {
-                        replicas
-                            .store(&node, key.clone(), version.clone(), value.clone())
-                            .await
-                    }
+                    Some(value) => replicas
+                        .store(&node, key.clone(), version.clone(), value.clone())
+                        .await
+                        .map(|s| s.applied),
                     None => Box::pin(replicas.copy(&holder, &node, key.clone())).await,
                 };
                 match result {

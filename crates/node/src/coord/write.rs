@@ -13,18 +13,24 @@
 //! buffer without bound.
 
 use bytes::Bytes;
-use mydht_proto::{Version, WriteId};
+use mydht_cluster::Stored;
+use mydht_proto::{Timestamp, Version, WriteId};
 use mydht_ring::{NodeId, Position};
 use mydht_store::Store;
 
 use super::dedup::Claim;
 use super::quorum::QuorumTracker;
 use super::{CoordError, Coordinator, Write, Written, quorum_of, until_decided};
+use crate::replication::ReplicaError;
 use crate::value::ValueStream;
 use crate::value::sink::tee;
 
 /// Pieces queued per replica of a streamed write before the fan-out waits.
 const PER_REPLICA_QUEUE: usize = 4;
+
+/// How many times a write is stamped anew above a version a replica held
+/// before it gives up (each time, someone wrote the key again meanwhile).
+const MAX_STAMPS: u8 = 4;
 
 impl<S: Store> Coordinator<S> {
     /// Writes `key` (a value, or a tombstone) through its replicas.
@@ -37,13 +43,14 @@ impl<S: Store> Coordinator<S> {
         w: Option<u8>,
     ) -> Result<Written, CoordError> {
         let c = &self.0;
+        self.refuse_if_clock_ahead()?;
         let ring = c.cluster.ring();
         let quorum = ring.quorum();
         let w = quorum_of(w, quorum.w(), quorum.n(), "w")?;
         let stamp = || {
             if let Some(seen) = &seen {
                 c.clock
-                    .observe(seen.timestamp)
+                    .observe_behind(seen.timestamp, self.clock_behind_ms())
                     .map_err(|e| CoordError::BadRequest {
                         reason: e.to_string(),
                     })?;
@@ -57,7 +64,7 @@ impl<S: Store> Coordinator<S> {
             Claim::Answer(written) => return Ok(written),
             Claim::Drive(d) => d,
         };
-        let version = driving.version.clone();
+        let mut version = driving.version.clone();
         let pos = Position::of_key(&key);
         // While members join or leave, a key has an old replica set (who
         // holds complete data now, and answers reads) and a new one (who
@@ -66,23 +73,36 @@ impl<S: Store> Coordinator<S> {
         // the change, whichever members it moves.
         let (now, next) = ring.owner_sets(pos);
         let down = |n: &NodeId| c.cluster.is_down(n);
-        let mut tracker = QuorumTracker::new().require(now.iter(), w, down);
-        if let Some(next) = next {
-            tracker = tracker.require(next.iter(), w, down);
-        }
-        let deleted = matches!(write, Write::Tombstone);
-        match write {
-            Write::Value(v) => self.replicate(&key, &version, Some(v), &mut tracker).await,
-            Write::Tombstone => self.replicate(&key, &version, None, &mut tracker).await,
-            Write::Stream(value) => {
-                // Boxed: only large values stream, and every write's task
-                // would otherwise carry the fan-out's state.
-                if let Err(e) = Box::pin(self.fan_out(&key, &version, value, &mut tracker)).await {
-                    driving.finish(None);
-                    return Err(e);
-                }
+        let tracker_for = || {
+            let tracker = QuorumTracker::new().require(now.iter(), w, down);
+            match &next {
+                Some(next) => tracker.require(next.iter(), w, down),
+                None => tracker,
             }
-        }
+        };
+        let deleted = matches!(write, Write::Tombstone);
+        let done = match write {
+            Write::Value(v) => {
+                self.replicate_newest(&key, &mut version, Some(v), tracker_for)
+                    .await
+            }
+            Write::Tombstone => {
+                self.replicate_newest(&key, &mut version, None, tracker_for)
+                    .await
+            }
+            // Boxed: only large values stream, and every write's task
+            // would otherwise carry the fan-out's state.
+            Write::Stream(value) => {
+                Box::pin(self.stream_newest(&key, &mut version, value, tracker_for)).await
+            }
+        };
+        let tracker = match done {
+            Ok(tracker) => tracker,
+            Err(e) => {
+                driving.finish(None);
+                return Err(e);
+            }
+        };
         if tracker.reached() {
             let written = Written { version, deleted };
             driving.finish(Some(&written));
@@ -94,15 +114,132 @@ impl<S: Store> Coordinator<S> {
         }
     }
 
+    /// A node whose clock is far ahead of the other members' would stamp
+    /// versions that outlive writes made after them elsewhere (or that
+    /// replicas refuse after this node stored its own copy): it refuses
+    /// writes, before stamping anything, until its clock is fixed. Half
+    /// the skew a replica allows, so that a write stamped above one of its
+    /// versions elsewhere is still within what replicas take.
+    fn refuse_if_clock_ahead(&self) -> Result<(), CoordError> {
+        let c = &self.0;
+        let bound_ms = u64::try_from(c.clock.max_skew().as_millis() / 2).unwrap_or(u64::MAX);
+        match c.cluster.clock_ahead_ms().map(u64::try_from) {
+            Some(Ok(ahead_ms)) if ahead_ms > bound_ms => {
+                Err(CoordError::ClockAhead { ahead_ms, bound_ms })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// How far this node's clock is behind the other members', if it is.
+    pub(super) fn clock_behind_ms(&self) -> u64 {
+        self.0
+            .cluster
+            .clock_behind_ms()
+            .map_or(0, |b| u64::try_from(b).unwrap_or(0))
+    }
+
+    /// A version of this node above `held`: a replica holds `held`, stamped
+    /// later than this write by a clock ahead of this node's (or by a write
+    /// racing this one). Acknowledging this write below it would let an
+    /// earlier write win: the write acknowledged last must be the one that
+    /// stays.
+    fn stamp_above(&self, held: &Version) -> Version {
+        let c = &self.0;
+        // Moving the clock past it (when the members' clocks allow it)
+        // makes this node's next writes sort after it too.
+        let _ = c
+            .clock
+            .observe_behind(held.timestamp, self.clock_behind_ms());
+        let above = Timestamp::from_raw(held.timestamp.raw().saturating_add(1));
+        Version {
+            timestamp: c.clock.now().max(above),
+            node: c.cluster.me().clone(),
+        }
+    }
+
+    /// Replicates a small value or a tombstone; when a replica answers
+    /// with a newer version than this write's, stamps above it and writes
+    /// again. W + W > N makes any earlier acknowledged write show up among
+    /// the W answers, so this costs a second round trip only when clocks
+    /// (or racing writes) disagree.
+    async fn replicate_newest(
+        &self,
+        key: &Bytes,
+        version: &mut Version,
+        value: Option<Bytes>,
+        tracker_for: impl Fn() -> QuorumTracker,
+    ) -> Result<QuorumTracker, CoordError> {
+        let mut stamps = 1;
+        loop {
+            let mut tracker = tracker_for();
+            let newer = self
+                .replicate(key, version, value.clone(), &mut tracker)
+                .await;
+            let Some(held) = newer.filter(|_| tracker.reached()) else {
+                return Ok(tracker);
+            };
+            if stamps == MAX_STAMPS {
+                return Err(CoordError::Contended { rounds: stamps });
+            }
+            stamps += 1;
+            let before = std::mem::replace(version, self.stamp_above(&held));
+            tracing::debug!(?before, after = ?version, ?held, "a replica held a later-stamped version: stamped above it");
+        }
+    }
+
+    /// A streamed value cannot be sent twice, so the replicas are asked
+    /// what they hold first (W of each set, so the answers meet every
+    /// acknowledged write) and the write is stamped above anything newer.
+    async fn stream_newest(
+        &self,
+        key: &Bytes,
+        version: &mut Version,
+        value: ValueStream,
+        tracker_for: impl Fn() -> QuorumTracker,
+    ) -> Result<QuorumTracker, CoordError> {
+        let mut probes = tracker_for();
+        let newest = self.newest_held(key, &mut probes).await;
+        if !probes.reached() {
+            return Ok(probes);
+        }
+        if let Some(held) = newest.filter(|h| *h > *version) {
+            *version = self.stamp_above(&held);
+        }
+        let mut tracker = tracker_for();
+        self.fan_out(key, version, value, &mut tracker).await?;
+        Ok(tracker)
+    }
+
+    /// The newest version the tracker's targets hold of `key`, once the
+    /// quorum of answers is decided.
+    async fn newest_held(&self, key: &Bytes, tracker: &mut QuorumTracker) -> Option<Version> {
+        let c = &self.0;
+        let targets = tracker.targets().map(|n| (n.clone(), ()));
+        let mut answers = self.call_each(targets, tracker.targets().count(), || {
+            let (replicas, k) = (c.replicas.clone(), key.clone());
+            move |node: NodeId, ()| async move { replicas.probe(&node, k).await }
+        });
+        let mut newest: Option<Version> = None;
+        until_decided(tracker, &mut answers, |_, held| {
+            if let Ok(Some(v)) = held {
+                newest = newest.take().max(Some(v));
+            }
+        })
+        .await;
+        newest
+    }
+
     /// Sends the version to every target at once, this node's own copy
-    /// inline; returns once the quorum is decided.
+    /// inline; returns once the quorum is decided, with the newest version
+    /// a replica held instead of applying this one, if newer.
     async fn replicate(
         &self,
         key: &Bytes,
         version: &Version,
         value: Option<Bytes>,
         tracker: &mut QuorumTracker,
-    ) {
+    ) -> Option<Version> {
         let c = &self.0;
         let me = c.cluster.me();
         let local = tracker.targets().any(|n| n == me);
@@ -119,6 +256,16 @@ impl<S: Store> Coordinator<S> {
             );
             move |node: NodeId, ()| async move { replicas.store(&node, k, v, val).await }
         });
+        let mut newer: Option<Version> = None;
+        let mut note = |result: &Result<Stored, ReplicaError>| {
+            if let Ok(Stored {
+                held: Some(held), ..
+            }) = result
+                && held > version
+            {
+                newer = newer.take().max(Some(held.clone()));
+            }
+        };
         // This node's own copy is written here, while the remote writes run.
         if local {
             let result = c
@@ -128,9 +275,11 @@ impl<S: Store> Coordinator<S> {
             if let Err(e) = &result {
                 tracing::warn!(error = %e, "local write failed");
             }
+            note(&result);
             tracker.record(me, &result);
         }
-        until_decided(tracker, &mut answers, |_, _| {}).await;
+        until_decided(tracker, &mut answers, |_, result| note(&result)).await;
+        newer
     }
 
     /// Streams the incoming value to every target at once; returns once

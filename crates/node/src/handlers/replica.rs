@@ -3,8 +3,10 @@
 //! node's store. (The calling side is `replication`.)
 //!
 //! Versions travel unchanged: a replica never restamps. A replica refuses a
-//! version stamped too far ahead of its own clock, so that one node's bad
-//! clock cannot pin a key forever.
+//! version stamped too far ahead of the members' clocks, so that one
+//! node's bad clock cannot pin a key forever; a write it does not apply is
+//! answered with the version it holds, so that the coordinator can stamp
+//! above it.
 
 use bytes::Bytes;
 use mydht_proto::{ErrorReply, Held, Payload, ReplicaEntry, Response, Version};
@@ -25,7 +27,14 @@ pub(crate) async fn serve_store<S: Store>(
     value: Option<Payload>,
     body: Option<BodyIn>,
 ) -> Reply {
-    if let Err(e) = node.clock.observe(version.timestamp) {
+    // A node whose clock runs behind the others' counts the skew from
+    // their present, so it still takes their writes; a version far ahead
+    // of the members' clocks is refused either way.
+    let behind = node
+        .cluster
+        .clock_behind_ms()
+        .map_or(0, |b| u64::try_from(b).unwrap_or(0));
+    if let Err(e) = node.clock.observe_behind(version.timestamp, behind) {
         return Reply::error(ErrorReply::BadRequest {
             reason: e.to_string(),
         });
@@ -63,10 +72,18 @@ pub(crate) async fn serve_store<S: Store>(
             }
         }
     };
-    match outcome {
-        Ok(o) => Reply::Plain(Response::ReplicaStored {
-            applied: o.applied(),
-        }),
+    // Not applied: say what is held, so that a coordinator whose version
+    // lost to a later-stamped one can stamp above it.
+    let answer = match outcome {
+        Ok(o) if o.applied() => Ok((true, None)),
+        Ok(_) => match node.store.version_of(&key).await {
+            Ok(held) => Ok((false, held.map(|s| s.version().clone()))),
+            Err(e) => Err(ToStoreError::Store(e)),
+        },
+        Err(e) => Err(e),
+    };
+    match answer {
+        Ok((applied, held)) => Reply::Plain(Response::ReplicaStored { applied, held }),
         Err(ToStoreError::Store(e)) => Reply::error(failed(&e)),
         Err(ToStoreError::Value(e)) => Reply::error(crate::coord::CoordError::Value(e).into()),
     }

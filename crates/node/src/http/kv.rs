@@ -34,9 +34,10 @@ pub(crate) fn key_url(key: &[u8]) -> String {
 fn error_response(e: &ErrorReply) -> HttpResponse {
     let status = match e {
         ErrorReply::NotFound => StatusCode::NOT_FOUND,
-        ErrorReply::Quorum { .. } | ErrorReply::Unavailable { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        ErrorReply::Quorum { .. }
+        | ErrorReply::Unavailable { .. }
+        | ErrorReply::ClockAhead { .. }
+        | ErrorReply::Contended { .. } => StatusCode::SERVICE_UNAVAILABLE,
         ErrorReply::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorReply::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
@@ -203,13 +204,24 @@ pub(crate) async fn put<S: Store>(
         Ok(id) => id,
         Err(e) => return error_response(&e),
     };
-    let value = ValueStream::external(Box::pin(stream), len, chunk);
+    let mut value = ValueStream::external(Box::pin(stream), len, chunk);
+    // A body of at most a chunk is read whole first: the write is then a
+    // plain one (no streaming fan-out, and no round asking the replicas
+    // what they hold, which only a stream needs).
+    let write = if len.is_some_and(|n| n <= chunk as u64) {
+        let mut whole = bytes::BytesMut::new();
+        loop {
+            match value.next().await {
+                Ok(Some(piece)) => whole.extend_from_slice(&piece),
+                Ok(None) => break Write::Value(whole.freeze()),
+                Err(e) => return coord_error(e.into()),
+            }
+        }
+    } else {
+        Write::Stream(value)
+    };
     let name = String::from_utf8_lossy(&key).into_owned();
-    match node
-        .coord
-        .write(key, Write::Stream(value), write_id, None, None)
-        .await
-    {
+    match node.coord.write(key, write, write_id, None, None).await {
         Ok(Written { version, .. }) => {
             let mut response = format!("PUT OK {name}\n").into_response();
             version_headers(&version, response.headers_mut());

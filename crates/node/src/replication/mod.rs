@@ -15,7 +15,7 @@ use mydht_cluster::{Cluster, RemoteDigest, RpcError, Stored, decode};
 use mydht_proto::conn::payload_for;
 use mydht_proto::{Held, Payload, ReplicaEntry, Request, Version};
 use mydht_ring::{NodeId, TokenRange};
-use mydht_store::{Lookup, Store, StoreError};
+use mydht_store::{Lookup, Outcome, Store, StoreError};
 use thiserror::Error;
 use tokio::time::timeout;
 
@@ -153,21 +153,39 @@ impl<S: Store> Replicas<S> {
         Ok(Some(Found { version, value }))
     }
 
-    /// Stores a small value, or a tombstone (`None`), on `node`;
-    /// `Ok(applied)` once it is there (or something newer is).
+    /// What this node's store answered, as a replica answers: when the
+    /// write was not applied, the version it holds instead.
+    async fn stored_locally(&self, key: &[u8], outcome: Outcome) -> Result<Stored, StoreError> {
+        if outcome.applied() {
+            return Ok(Stored {
+                applied: true,
+                held: None,
+            });
+        }
+        // Read after the write: a version at least as new as the one that
+        // superseded it.
+        let held = self.store.version_of(key).await?;
+        Ok(Stored {
+            applied: false,
+            held: held.map(|s| s.version().clone()),
+        })
+    }
+
+    /// Stores a small value, or a tombstone (`None`), on `node`; answers
+    /// once it is there, or what newer (or equal) version was.
     pub async fn store(
         &self,
         node: &NodeId,
         key: Bytes,
         version: Version,
         value: Option<Bytes>,
-    ) -> Result<bool, ReplicaError> {
+    ) -> Result<Stored, ReplicaError> {
         if self.is_me(node) {
             let outcome = match value {
                 Some(v) => self.store.put(&key, version, v).await?,
                 None => self.store.delete(&key, version).await?,
             };
-            return Ok(outcome.applied());
+            return Ok(self.stored_locally(&key, outcome).await?);
         }
         let rpc = self.cluster.rpc();
         let deadline = rpc.request_timeout();
@@ -190,7 +208,7 @@ impl<S: Store> Replicas<S> {
             .await
             .map_err(|_| rpc.timed_out(node, deadline))??;
         rpc.answered(node);
-        Ok(decode::<Stored>(node, response)?.applied)
+        Ok(decode::<Stored>(node, response)?)
     }
 
     /// Streams `value` to `node` under `version`. Each chunk waits at most
@@ -202,11 +220,10 @@ impl<S: Store> Replicas<S> {
         key: Bytes,
         version: Version,
         value: ValueStream,
-    ) -> Result<bool, ReplicaError> {
+    ) -> Result<Stored, ReplicaError> {
         if self.is_me(node) {
-            return Ok(to_store(&*self.store, &key, version, value)
-                .await?
-                .applied());
+            let outcome = to_store(&*self.store, &key, version, value).await?;
+            return Ok(self.stored_locally(&key, outcome).await?);
         }
         let rpc = self.cluster.rpc();
         let deadline = rpc.request_timeout();
@@ -238,11 +255,15 @@ impl<S: Store> Replicas<S> {
             .map_err(|_| rpc.timed_out(node, deadline))?
             .map_err(|e| rpc.failed(node, e))?;
         rpc.answered(node);
-        Ok(decode::<Stored>(node, response)?.applied)
+        Ok(decode::<Stored>(node, response)?)
     }
 
     /// The version `node` holds of `key` (value or tombstone), if any.
     pub async fn probe(&self, node: &NodeId, key: Bytes) -> Result<Option<Version>, ReplicaError> {
+        if self.is_me(node) {
+            let held = self.store.version_of(&key).await?;
+            return Ok(held.map(|s| s.version().clone()));
+        }
         let held: Held = self
             .cluster
             .rpc()
@@ -279,7 +300,7 @@ impl<S: Store> Replicas<S> {
         let Some(found) = self.fetch(holder, key.clone()).await? else {
             return Ok(false);
         };
-        match found.value {
+        let stored = match found.value {
             None => self.store(target, key, found.version, None).await,
             Some(v) => match v.in_memory() {
                 Some(b) => {
@@ -288,6 +309,7 @@ impl<S: Store> Replicas<S> {
                 }
                 None => Box::pin(self.store_stream(target, key, found.version, v)).await,
             },
-        }
+        };
+        Ok(stored?.applied)
     }
 }

@@ -174,6 +174,9 @@ pub fn error_reply() -> impl Strategy<Value = ErrorReply> {
             }
         ),
         ".{0,40}".prop_map(|reason| ErrorReply::Internal { reason }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(ahead_ms, bound_ms)| ErrorReply::ClockAhead { ahead_ms, bound_ms }),
+        any::<u8>().prop_map(|rounds| ErrorReply::Contended { rounds }),
     ]
 }
 
@@ -186,7 +189,8 @@ pub fn response() -> impl Strategy<Value = Response> {
         prop::collection::vec(node_id(), 0..5).prop_map(|nodes| Response::Whereis { nodes }),
         Just(Response::Done),
         members().prop_map(Response::Members),
-        any::<bool>().prop_map(|applied| Response::ReplicaStored { applied }),
+        (any::<bool>(), proptest::option::of(version()))
+            .prop_map(|(applied, held)| Response::ReplicaStored { applied, held }),
         prop_oneof![
             Just(Held::Absent),
             version().prop_map(Held::Value),
