@@ -166,6 +166,18 @@ pub struct NodeArgs {
     /// comes back refused and must be wiped to rejoin.
     #[arg(long = "remove-after", value_parser = remove_after)]
     pub remove_after: Option<std::time::Duration>,
+    /// How long a hint (a write a replica missed, kept by the node that
+    /// coordinated it) waits for its replica before it is dropped and left
+    /// to anti-entropy (`3h`, `30m`).
+    #[arg(long = "hint-max-age", value_parser = humantime::parse_duration, default_value = "3h")]
+    pub hint_max_age: std::time::Duration,
+    /// The most bytes of hints kept for one replica (a hint holds a key and
+    /// a version, not the value); past it, hints are dropped and counted.
+    #[arg(long = "hint-max-bytes", default_value_t = 64 << 20)]
+    pub hint_max_bytes: u64,
+    /// Hints delivered per second at most, once their replica answers.
+    #[arg(long = "hint-rate", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub hint_rate: u32,
 }
 
 #[derive(Args, Debug)]

@@ -274,7 +274,7 @@ fn fail(e: &ClientError) -> ExitCode {
             | ErrorReply::Unavailable { .. }
             | ErrorReply::Internal { .. }
             | ErrorReply::ClockAhead { .. }
-            | ErrorReply::Contended { .. },
+            | ErrorReply::FutureVersion { .. },
         )
         | ClientError::Unreachable { .. }
         | ClientError::Unexpected { .. } => 3,

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use mydht_node::store::{DiskOptions, DiskStore, MemoryStore, SyncPolicy};
-use mydht_node::{NodeConfig, NodeHandle};
+use mydht_node::{HintConfig, NodeConfig, NodeHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::args::NodeArgs;
@@ -68,6 +68,11 @@ async fn start(args: NodeArgs) -> anyhow::Result<NodeHandle> {
     cfg.seed = args.server;
     cfg.replicas = args.replicas;
     cfg.remove_after = args.remove_after;
+    cfg.hints = HintConfig {
+        max_bytes: args.hint_max_bytes,
+        max_age: args.hint_max_age,
+        per_second: args.hint_rate,
+    };
     cfg.data_dir = data_dir.clone();
     if args.memory {
         Ok(mydht_node::start(cfg, MemoryStore::new()).await?)

@@ -244,7 +244,9 @@ fn later_writes_win_through_a_slow_clock_and_a_fast_clock_refuses_them() {
     for n in nodes {
         assert!(http_get(n, big) == body, "{big} read through {}", n.name);
     }
-    // On a key it replicates, too.
+    // On a key it replicates, it took b's version as a replica (counting
+    // the skew bound from the members' present), and its clock moved past
+    // it: the later write wins without a second round.
     let mine = keys_on(&a, &slow.name);
     acked(&put(&b, &mine, "first"), "put through b");
     acked(

@@ -8,6 +8,8 @@ use mydht_cluster::detector::DetectorConfig;
 use mydht_proto::Limits;
 use mydht_ring::{DEFAULT_REPLICAS, DEFAULT_VNODES};
 
+use crate::replication::hints::HintConfig;
+
 /// A node's settings. [`NodeConfig::new`] gives the seed's defaults.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -63,6 +65,8 @@ pub struct NodeConfig {
     pub tombstone_grace: Duration,
     /// The largest value accepted, in bytes.
     pub max_value_len: u64,
+    /// How hints for missed replicas are bounded and replayed.
+    pub hints: HintConfig,
 }
 
 impl NodeConfig {
@@ -89,6 +93,7 @@ impl NodeConfig {
             admin_timeout: Duration::from_secs(600),
             tombstone_grace: Duration::from_secs(24 * 3600),
             max_value_len: 1 << 40,
+            hints: HintConfig::default(),
         }
     }
 }

@@ -103,7 +103,9 @@ impl From<crate::coord::CoordError> for mydht_proto::ErrorReply {
             CoordError::ClockAhead { ahead_ms, bound_ms } => {
                 ErrorReply::ClockAhead { ahead_ms, bound_ms }
             }
-            CoordError::Contended { rounds } => ErrorReply::Contended { rounds },
+            CoordError::FutureVersion { node, ahead_ms } => {
+                ErrorReply::FutureVersion { node, ahead_ms }
+            }
             CoordError::Internal { reason } => ErrorReply::Internal { reason },
         }
     }

@@ -62,7 +62,8 @@ pub use lifecycle::leave::{LeaveError, LeaveReport};
 pub use movement::queue::{MovementStatus, PassFailure, PassStatus, PassSummary, RangeCount};
 pub use mydht_cluster::detector::DetectorConfig;
 pub use obs::ring::{RingMember, RingReport};
-pub use obs::status::{MemberView, NodeStatus, Replication, StoreView};
+pub use obs::status::{HintsView, MemberView, NodeStatus, Replication, StoreView};
+pub use replication::hints::HintConfig;
 pub use start::{Transport, WrapDatagrams, start, start_with_transport};
 pub use tasks::{WorkerInfo, WorkerState};
 

@@ -18,6 +18,7 @@ use crate::coord::Coordinator;
 use crate::lifecycle::leave::LeaveProgress;
 use crate::movement::queue::MovementQueue;
 use crate::replication::Replicas;
+use crate::replication::hints::Hints;
 use crate::tasks::{Tasks, Workers};
 
 /// A running node's parts. Cheap to clone.
@@ -30,6 +31,7 @@ pub(crate) struct Parts<S> {
     pub store: Arc<S>,
     pub clock: Arc<HybridClock>,
     pub replicas: Replicas<S>,
+    pub hints: Hints<S>,
     pub coord: Coordinator<S>,
     pub movement: MovementQueue<S>,
     pub antientropy: AntiEntropy<S>,

@@ -23,6 +23,7 @@ use crate::movement::queue::MovementQueue;
 use crate::net::accept_loop;
 use crate::node::{Node, Parts};
 use crate::replication::Replicas;
+use crate::replication::hints::{HintReplay, Hints};
 use crate::tasks::{Tasks, Worker, WorkerState, Workers};
 
 /// Binds, loads or creates the membership, joins through the seed node if
@@ -187,6 +188,21 @@ pub async fn start_with_transport<S: Store>(
     node.tasks
         .intake
         .spawn(accept_loop(node.clone(), Box::new(listener)));
+    match node.hints.load().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(hints = n, "hints kept from before the restart"),
+        Err(e) => tracing::warn!(error = %e, "the hints kept before the restart could not be read"),
+    }
+    node.workers.spawn(
+        &node.tasks.background,
+        HintReplay {
+            hints: node.hints.clone(),
+            cluster: node.cluster.clone(),
+            replicas: node.replicas.clone(),
+            store: node.store.clone(),
+        },
+        WorkerState::Idle,
+    );
     node.workers.spawn(
         &node.tasks.background,
         Recheck {
@@ -259,10 +275,12 @@ fn build<S: Store>(cfg: NodeConfig, cluster: Cluster, store: S, tasks: Tasks) ->
         cfg.limits.chunk_size,
         cfg.max_value_len,
     );
+    let hints = Hints::new(store.clone(), cfg.hints.clone());
     let coord = Coordinator::new(CoordParts {
         cluster: cluster.clone(),
         replicas: replicas.clone(),
         clock: clock.clone(),
+        hints: hints.clone(),
         tasks: tasks.intake.tracker().clone(),
         request_timeout: cfg.request_timeout,
     });
@@ -287,6 +305,7 @@ fn build<S: Store>(cfg: NodeConfig, cluster: Cluster, store: S, tasks: Tasks) ->
         store,
         clock,
         replicas,
+        hints,
         coord,
         movement,
         antientropy,

@@ -116,14 +116,18 @@ pub enum ErrorReply {
         /// The bound.
         bound_ms: u64,
     },
-    /// The key was written again each time this write was stamped above
-    /// the version a replica held; nothing was acknowledged.
+    /// The key holds a version stamped so far ahead of the members'
+    /// clocks (by a node whose clock was far ahead) that no write can be
+    /// stamped above it within the skew replicas allow; nothing was
+    /// acknowledged.
     #[error(
-        "ERR_CONTENDED: the key was written by others each of the {rounds} times this write was stamped anew; retry"
+        "ERR_FUTURE_VERSION: the key holds a version {node} stamped {ahead_ms} ms ahead of the members' clocks; it cannot be overwritten until their clocks reach it"
     )]
-    Contended {
-        /// Times the write was stamped.
-        rounds: u8,
+    FutureVersion {
+        /// The node that stamped it.
+        node: NodeId,
+        /// How far ahead of the members' present it is.
+        ahead_ms: u64,
     },
 }
 
@@ -158,8 +162,8 @@ pub enum ErrorCode {
     Internal = 8,
     /// [`ErrorReply::ClockAhead`].
     ClockAhead = 9,
-    /// [`ErrorReply::Contended`].
-    Contended = 10,
+    /// [`ErrorReply::FutureVersion`].
+    FutureVersion = 10,
 }
 
 impl ErrorReply {
@@ -175,7 +179,7 @@ impl ErrorReply {
             Self::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
             Self::Internal { .. } => ErrorCode::Internal,
             Self::ClockAhead { .. } => ErrorCode::ClockAhead,
-            Self::Contended { .. } => ErrorCode::Contended,
+            Self::FutureVersion { .. } => ErrorCode::FutureVersion,
         }
     }
 }

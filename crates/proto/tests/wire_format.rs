@@ -175,7 +175,10 @@ fn response_and_error_variant_indices_are_stable() {
             ahead_ms: 1,
             bound_ms: 0,
         },
-        ErrorReply::Contended { rounds: 1 },
+        ErrorReply::FutureVersion {
+            node: node(),
+            ahead_ms: 1,
+        },
     ];
     let tags: Vec<u8> = errors.iter().map(tag).collect();
     assert_eq!(tags, (0..10).collect::<Vec<u8>>());

@@ -37,6 +37,7 @@ mod digest;
 mod disk;
 mod entry;
 mod error;
+mod hints;
 mod layout;
 mod memory;
 mod store;
@@ -49,5 +50,6 @@ pub use entry::{
     StoreStats, StoredValue, ValueReader, haskey_text,
 };
 pub use error::StoreError;
+pub use hints::Hint;
 pub use memory::MemoryStore;
 pub use store::Store;

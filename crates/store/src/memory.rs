@@ -10,13 +10,13 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use mydht_proto::Version;
-use mydht_ring::TokenRange;
+use mydht_ring::{NodeId, TokenRange};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::entry::check_key;
 use crate::layout::{engine_key, plan, split_engine_key};
 use crate::{
-    EntryMeta, Lookup, Outcome, Purge, PurgeRequest, ScanCursor, ScanPage, Stamp, Store,
+    EntryMeta, Hint, Lookup, Outcome, Purge, PurgeRequest, ScanCursor, ScanPage, Stamp, Store,
     StoreError, StoreStats, StoredValue, ValueReader,
 };
 
@@ -24,6 +24,8 @@ use crate::{
 struct Inner {
     entries: BTreeMap<Vec<u8>, (Stamp, Bytes)>,
     stats: StoreStats,
+    /// Hints by (target, key).
+    hints: BTreeMap<(NodeId, Vec<u8>), (Version, u64)>,
 }
 
 impl Inner {
@@ -207,5 +209,45 @@ impl Store for MemoryStore {
             }
             _ => Ok(Purge::Changed),
         }
+    }
+
+    async fn put_hint(&self, hint: Hint) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let slot = inner
+            .hints
+            .entry((hint.target, hint.key))
+            .or_insert((hint.version.clone(), hint.at_ms));
+        if hint.version > slot.0 {
+            *slot = (hint.version, slot.1);
+        }
+        Ok(())
+    }
+
+    async fn remove_hint(
+        &self,
+        target: &NodeId,
+        key: &[u8],
+        version: &Version,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let k = (target.clone(), key.to_vec());
+        if inner.hints.get(&k).is_some_and(|(v, _)| v == version) {
+            inner.hints.remove(&k);
+        }
+        Ok(())
+    }
+
+    async fn hints(&self) -> Result<Vec<Hint>, StoreError> {
+        Ok(self
+            .lock()
+            .hints
+            .iter()
+            .map(|((target, key), (version, at_ms))| Hint {
+                target: target.clone(),
+                key: key.clone(),
+                version: version.clone(),
+                at_ms: *at_ms,
+            })
+            .collect())
     }
 }

@@ -9,12 +9,12 @@ use std::future::Future;
 
 use bytes::Bytes;
 use mydht_proto::Version;
-use mydht_ring::TokenRange;
+use mydht_ring::{NodeId, TokenRange};
 use tokio::io::AsyncRead;
 
 use crate::{
-    Lookup, Outcome, Purge, PurgeRequest, RangeDigest, ScanCursor, ScanPage, Stamp, StoreError,
-    StoreStats,
+    Hint, Lookup, Outcome, Purge, PurgeRequest, RangeDigest, ScanCursor, ScanPage, Stamp,
+    StoreError, StoreStats,
 };
 
 /// A node's local storage engine.
@@ -108,4 +108,20 @@ pub trait Store: Send + Sync + 'static {
         key: &[u8],
         stamp: &Stamp,
     ) -> impl Future<Output = Result<Purge, StoreError>> + Send;
+
+    /// Keeps `hint` (a member missed a version of a key), unless a hint
+    /// for that member and key with a newer version is already kept.
+    fn put_hint(&self, hint: Hint) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forgets the hint for `target` and `key` if it still holds exactly
+    /// `version` (a newer one kept meanwhile stays).
+    fn remove_hint(
+        &self,
+        target: &NodeId,
+        key: &[u8],
+        version: &Version,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every hint kept, to load at start.
+    fn hints(&self) -> impl Future<Output = Result<Vec<Hint>, StoreError>> + Send;
 }

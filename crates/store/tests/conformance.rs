@@ -8,10 +8,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{Got, got, ver};
 use mydht_proto::Timestamp;
-use mydht_ring::{Position, TokenRange};
+use mydht_ring::{NodeId, Position, TokenRange};
 use mydht_store::{
-    DiskOptions, DiskStore, MAX_KEY_LEN, MemoryStore, Outcome, Purge, PurgeRequest, Stamp, Store,
-    StoreError, StoreStats, SyncPolicy, haskey_text,
+    DiskOptions, DiskStore, Hint, MAX_KEY_LEN, MemoryStore, Outcome, Purge, PurgeRequest, Stamp,
+    Store, StoreError, StoreStats, SyncPolicy, haskey_text,
 };
 
 async fn test_suite<S: Store>(store: Arc<S>) {
@@ -23,7 +23,47 @@ async fn test_suite<S: Store>(store: Arc<S>) {
     purging(&*store).await;
     dropping(&*store).await;
     digests(&*store).await;
+    hints(&*store).await;
     racing_puts(store.clone()).await;
+}
+
+fn hint(target: &str, key: &[u8], t: u64, at_ms: u64) -> Hint {
+    Hint {
+        target: NodeId::new(target).expect("name"),
+        key: key.to_vec(),
+        version: ver(t, "a:1"),
+        at_ms,
+    }
+}
+
+async fn hints<S: Store>(s: &S) {
+    s.put_hint(hint("b:1", b"k", 5, 100)).await.expect("hint");
+    s.put_hint(hint("c:1", b"k", 5, 100)).await.expect("hint");
+    // A newer version replaces the hint, keeping when it was first kept;
+    // an older one changes nothing.
+    s.put_hint(hint("b:1", b"k", 7, 200)).await.expect("hint");
+    s.put_hint(hint("b:1", b"k", 6, 300)).await.expect("hint");
+    let mut all = s.hints().await.expect("hints");
+    all.sort_by(|x, y| x.target.cmp(&y.target));
+    assert_eq!(
+        all,
+        vec![hint("b:1", b"k", 7, 100), hint("c:1", b"k", 5, 100)]
+    );
+    // Removal only of exactly the version named.
+    let b = NodeId::new("b:1").expect("name");
+    s.remove_hint(&b, b"k", &ver(5, "a:1"))
+        .await
+        .expect("remove");
+    assert_eq!(s.hints().await.expect("hints").len(), 2);
+    s.remove_hint(&b, b"k", &ver(7, "a:1"))
+        .await
+        .expect("remove");
+    assert_eq!(
+        s.hints().await.expect("hints"),
+        vec![hint("c:1", b"k", 5, 100)]
+    );
+    // Hints are not entries.
+    assert_eq!(got(s, b"k").await, Got::Absent);
 }
 
 async fn last_writer_wins<S: Store>(s: &S) {
@@ -494,6 +534,10 @@ async fn disk_store_passes_the_suite() {
     assert_eq!(
         got(&store, b"tomb").await,
         Got::Value(ver(12, "a:1"), Bytes::from_static(b"new"))
+    );
+    assert_eq!(
+        store.hints().await.expect("hints"),
+        vec![hint("c:1", b"k", 5, 100)]
     );
 }
 

@@ -106,8 +106,13 @@ impl NodeProc {
 
     /// SIGINT, then the exit status within a deadline.
     pub fn interrupt(&mut self) -> std::process::ExitStatus {
+        self.signal("-INT")
+    }
+
+    /// Sends `signal` (`-TERM`), then the exit status within a deadline.
+    pub fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
         let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success());
@@ -116,7 +121,7 @@ impl NodeProc {
             if let Some(s) = self.child.try_wait().expect("wait") {
                 return s;
             }
-            assert!(Instant::now() < deadline, "node did not stop on SIGINT");
+            assert!(Instant::now() < deadline, "node did not stop on {signal}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }

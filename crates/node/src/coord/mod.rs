@@ -36,6 +36,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::replication::Replicas;
+use crate::replication::hints::Hints;
 use crate::value::{ValueError, ValueStream};
 use dedup::Dedup;
 use quorum::QuorumTracker;
@@ -108,11 +109,13 @@ pub(crate) enum CoordError {
         /// The bound.
         bound_ms: u64,
     },
-    /// Others wrote the key each time this write was stamped anew.
-    #[error("the key was written by others each of {rounds} times")]
-    Contended {
-        /// Times stamped.
-        rounds: u8,
+    /// The key holds a version stamped too far ahead to write above.
+    #[error("the key holds a version {node} stamped {ahead_ms} ms ahead")]
+    FutureVersion {
+        /// Who stamped it.
+        node: NodeId,
+        /// How far ahead.
+        ahead_ms: u64,
     },
     /// Something on this node failed.
     #[error("{reason}")]
@@ -127,6 +130,8 @@ pub(crate) struct CoordParts<S> {
     pub cluster: Cluster,
     pub replicas: Replicas<S>,
     pub clock: Arc<HybridClock>,
+    /// Where missed replicas are remembered.
+    pub hints: Hints<S>,
     /// Where replica calls still running after the answer, and read
     /// repairs, run.
     pub tasks: TaskTracker,
@@ -140,6 +145,7 @@ struct Inner<S> {
     cluster: Cluster,
     replicas: Replicas<S>,
     clock: Arc<HybridClock>,
+    hints: Hints<S>,
     dedup: Dedup,
     tasks: TaskTracker,
     request_timeout: Duration,
@@ -157,6 +163,7 @@ impl<S: Store> Coordinator<S> {
             cluster: parts.cluster,
             replicas: parts.replicas,
             clock: parts.clock,
+            hints: parts.hints,
             dedup: Dedup::default(),
             tasks: parts.tasks,
             request_timeout: parts.request_timeout,

@@ -223,6 +223,15 @@ impl QuorumTracker {
             .map_or((0, 0), |s| (s.acked, s.quorum))
     }
 
+    /// Members skipped as down.
+    pub fn skipped(&self) -> impl Iterator<Item = &NodeId> {
+        self.nodes
+            .iter()
+            .zip(&self.outcomes)
+            .filter(|(_, o)| **o == TargetOutcome::Skipped)
+            .map(|(n, _)| n)
+    }
+
     /// Members that were skipped or failed, the skipped first.
     pub fn missed(&self) -> Vec<NodeId> {
         let pick = |f: fn(&TargetOutcome) -> bool| {

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use mydht_cluster::Stored;
 use mydht_proto::{Timestamp, Version, WriteId};
 use mydht_ring::{NodeId, Position};
-use mydht_store::Store;
+use mydht_store::{ClockError, Store};
 
 use super::dedup::Claim;
 use super::quorum::QuorumTracker;
@@ -27,10 +27,6 @@ use crate::value::sink::tee;
 
 /// Pieces queued per replica of a streamed write before the fan-out waits.
 const PER_REPLICA_QUEUE: usize = 4;
-
-/// How many times a write is stamped anew above a version a replica held
-/// before it gives up (each time, someone wrote the key again meanwhile).
-const MAX_STAMPS: u8 = 4;
 
 impl<S: Store> Coordinator<S> {
     /// Writes `key` (a value, or a tombstone) through its replicas.
@@ -43,11 +39,13 @@ impl<S: Store> Coordinator<S> {
         w: Option<u8>,
     ) -> Result<Written, CoordError> {
         let c = &self.0;
-        self.refuse_if_clock_ahead()?;
         let ring = c.cluster.ring();
         let quorum = ring.quorum();
         let w = quorum_of(w, quorum.w(), quorum.n(), "w")?;
+        // Only a new write is refused for a clock far ahead: a retry of one
+        // already made gets its first answer.
         let stamp = || {
+            self.refuse_if_clock_ahead()?;
             if let Some(seen) = &seen {
                 c.clock
                     .observe_behind(seen.timestamp, self.clock_behind_ms())
@@ -131,6 +129,21 @@ impl<S: Store> Coordinator<S> {
         }
     }
 
+    /// Keeps a hint for each target skipped as down (the calls themselves
+    /// keep one for each that fails).
+    fn hint_skipped(&self, key: &Bytes, version: &Version, tracker: &QuorumTracker) {
+        let skipped: Vec<NodeId> = tracker.skipped().cloned().collect();
+        if skipped.is_empty() {
+            return;
+        }
+        let (hints, key, version) = (self.0.hints.clone(), key.clone(), version.clone());
+        self.0.tasks.spawn(async move {
+            for node in skipped {
+                hints.keep(&node, &key, &version).await;
+            }
+        });
+    }
+
     /// How far this node's clock is behind the other members', if it is.
     pub(super) fn clock_behind_ms(&self) -> u64 {
         self.0
@@ -144,25 +157,41 @@ impl<S: Store> Coordinator<S> {
     /// racing this one). Acknowledging this write below it would let an
     /// earlier write win: the write acknowledged last must be the one that
     /// stays.
-    fn stamp_above(&self, held: &Version) -> Version {
+    ///
+    /// A `held` version further ahead of the members' clocks than replicas
+    /// allow (stamped by a far-ahead clock before its node knew to refuse)
+    /// cannot be written above: a version above it would be refused by
+    /// every replica but the ones that hold it, so the write fails at once,
+    /// saying why, instead of being stored where the skew bound was
+    /// bypassed.
+    fn stamp_above(&self, held: &Version) -> Result<Version, CoordError> {
         let c = &self.0;
-        // Moving the clock past it (when the members' clocks allow it)
-        // makes this node's next writes sort after it too.
-        let _ = c
+        // Moving the clock past it makes this node's next writes sort after
+        // it too.
+        if let Err(ClockError::TooFarAhead { ahead_ms, .. }) = c
             .clock
-            .observe_behind(held.timestamp, self.clock_behind_ms());
+            .observe_behind(held.timestamp, self.clock_behind_ms())
+        {
+            return Err(CoordError::FutureVersion {
+                node: held.node.clone(),
+                ahead_ms,
+            });
+        }
         let above = Timestamp::from_raw(held.timestamp.raw().saturating_add(1));
-        Version {
+        Ok(Version {
             timestamp: c.clock.now().max(above),
             node: c.cluster.me().clone(),
-        }
+        })
     }
 
     /// Replicates a small value or a tombstone; when a replica answers
     /// with a newer version than this write's, stamps above it and writes
-    /// again. W + W > N makes any earlier acknowledged write show up among
-    /// the W answers, so this costs a second round trip only when clocks
-    /// (or racing writes) disagree.
+    /// again, once. W + W > N makes every write acknowledged before this
+    /// one began show up among the first round's W answers, so one
+    /// restamp puts this write above all of them; a newer version seen in
+    /// the second round belongs to a write that overlapped this one, and
+    /// either order is then right. The second round trip happens only
+    /// when clocks (or racing writes) disagree.
     async fn replicate_newest(
         &self,
         key: &Bytes,
@@ -170,22 +199,18 @@ impl<S: Store> Coordinator<S> {
         value: Option<Bytes>,
         tracker_for: impl Fn() -> QuorumTracker,
     ) -> Result<QuorumTracker, CoordError> {
-        let mut stamps = 1;
-        loop {
-            let mut tracker = tracker_for();
-            let newer = self
-                .replicate(key, version, value.clone(), &mut tracker)
-                .await;
-            let Some(held) = newer.filter(|_| tracker.reached()) else {
-                return Ok(tracker);
-            };
-            if stamps == MAX_STAMPS {
-                return Err(CoordError::Contended { rounds: stamps });
-            }
-            stamps += 1;
-            let before = std::mem::replace(version, self.stamp_above(&held));
-            tracing::debug!(?before, after = ?version, ?held, "a replica held a later-stamped version: stamped above it");
-        }
+        let mut tracker = tracker_for();
+        let newer = self
+            .replicate(key, version, value.clone(), &mut tracker)
+            .await;
+        let Some(held) = newer.filter(|_| tracker.reached()) else {
+            return Ok(tracker);
+        };
+        let before = std::mem::replace(version, self.stamp_above(&held)?);
+        tracing::debug!(?before, after = ?version, ?held, "a replica held a later-stamped version: stamped above it");
+        let mut tracker = tracker_for();
+        self.replicate(key, version, value, &mut tracker).await;
+        Ok(tracker)
     }
 
     /// A streamed value cannot be sent twice, so the replicas are asked
@@ -204,7 +229,7 @@ impl<S: Store> Coordinator<S> {
             return Ok(probes);
         }
         if let Some(held) = newest.filter(|h| *h > *version) {
-            *version = self.stamp_above(&held);
+            *version = self.stamp_above(&held)?;
         }
         let mut tracker = tracker_for();
         self.fan_out(key, version, value, &mut tracker).await?;
@@ -247,14 +272,22 @@ impl<S: Store> Coordinator<S> {
             .targets()
             .filter(|n| *n != me)
             .map(|n| (n.clone(), ()));
+        self.hint_skipped(key, version, tracker);
         let mut answers = self.call_each(remote, tracker.targets().count(), || {
-            let (replicas, k, v, val) = (
+            let (replicas, hints, k, v, val) = (
                 c.replicas.clone(),
+                c.hints.clone(),
                 key.clone(),
                 version.clone(),
                 value.clone(),
             );
-            move |node: NodeId, ()| async move { replicas.store(&node, k, v, val).await }
+            move |node: NodeId, ()| async move {
+                let stored = replicas.store(&node, k.clone(), v.clone(), val).await;
+                if stored.is_err() {
+                    hints.keep(&node, &k, &v).await;
+                }
+                stored
+            }
         });
         let mut newer: Option<Version> = None;
         let mut note = |result: &Result<Stored, ReplicaError>| {
@@ -294,13 +327,31 @@ impl<S: Store> Coordinator<S> {
         let c = &self.0;
         let targets: Vec<NodeId> = tracker.targets().cloned().collect();
         let (feed, branches) = tee(value, &targets, PER_REPLICA_QUEUE, c.request_timeout);
-        let mut answers =
-            self.call_each(branches.into_iter(), targets.len(), || {
-                let (replicas, k, v) = (c.replicas.clone(), key.clone(), version.clone());
-                move |node: NodeId, branch| async move {
-                    replicas.store_stream(&node, k, v, branch).await
+        self.hint_skipped(key, version, tracker);
+        let me = c.cluster.me().clone();
+        let mut answers = self.call_each(branches.into_iter(), targets.len(), || {
+            let (replicas, hints, k, v) = (
+                c.replicas.clone(),
+                c.hints.clone(),
+                key.clone(),
+                version.clone(),
+            );
+            move |node: NodeId, branch| async move {
+                let stored = replicas
+                    .store_stream(&node, k.clone(), v.clone(), branch)
+                    .await;
+                // A client stream that broke off fails every branch alike:
+                // nothing was acknowledged, so nothing is owed to anyone.
+                if stored
+                    .as_ref()
+                    .is_err_and(|e| !matches!(e, ReplicaError::Value(_)))
+                    && node != me
+                {
+                    hints.keep(&node, &k, &v).await;
                 }
-            });
+                stored
+            }
+        });
         feed.run().await?;
         until_decided(tracker, &mut answers, |_, _| {}).await;
         Ok(())

@@ -37,7 +37,7 @@ fn error_response(e: &ErrorReply) -> HttpResponse {
         ErrorReply::Quorum { .. }
         | ErrorReply::Unavailable { .. }
         | ErrorReply::ClockAhead { .. }
-        | ErrorReply::Contended { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        | ErrorReply::FutureVersion { .. } => StatusCode::SERVICE_UNAVAILABLE,
         ErrorReply::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorReply::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,

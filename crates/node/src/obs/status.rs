@@ -32,8 +32,22 @@ pub struct NodeStatus {
     pub store: StoreView,
     /// Data movement on this node.
     pub movement: MovementStatus,
+    /// Hints this node keeps for replicas that missed writes.
+    pub hints: HintsView,
     /// Its background workers.
     pub workers: Vec<WorkerInfo>,
+}
+
+/// Hints kept for replicas that missed writes, and what became of them
+/// since the node started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HintsView {
+    /// Hints waiting for their replica.
+    pub pending: u64,
+    /// Hints delivered.
+    pub delivered: u64,
+    /// Hints dropped past their bound (age, bytes) or for a removed member.
+    pub dropped: u64,
 }
 
 /// Replication level and default quorums.
@@ -135,6 +149,14 @@ pub(crate) fn snapshot<S: Store>(node: &Node<S>) -> NodeStatus {
             value_bytes: stats.value_bytes,
         },
         movement: node.movement.status(),
+        hints: {
+            let c = node.hints.counts();
+            HintsView {
+                pending: c.pending,
+                delivered: c.delivered,
+                dropped: c.dropped,
+            }
+        },
         workers: node.workers.list(),
     }
 }

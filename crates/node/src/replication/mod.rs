@@ -8,6 +8,8 @@
 //! it is cut off and its partial value is never made visible. The serving
 //! side of these calls is `handlers::replica`.
 
+pub(crate) mod hints;
+
 use std::sync::Arc;
 
 use bytes::Bytes;

@@ -176,7 +176,8 @@ pub fn error_reply() -> impl Strategy<Value = ErrorReply> {
         ".{0,40}".prop_map(|reason| ErrorReply::Internal { reason }),
         (any::<u64>(), any::<u64>())
             .prop_map(|(ahead_ms, bound_ms)| ErrorReply::ClockAhead { ahead_ms, bound_ms }),
-        any::<u8>().prop_map(|rounds| ErrorReply::Contended { rounds }),
+        (node_id(), any::<u64>())
+            .prop_map(|(node, ahead_ms)| ErrorReply::FutureVersion { node, ahead_ms }),
     ]
 }
 

@@ -1,10 +1,11 @@
-//! The fjall database behind a [`DiskStore`](crate::DiskStore) and its four
+//! The fjall database behind a [`DiskStore`](crate::DiskStore) and its five
 //! keyspaces.
 //!
 //! `meta` maps an engine key (position ‖ key) to its metadata record, `data`
 //! holds small values under the same key, `files` maps a value file's number
 //! to the engine key that owns it (so orphans are found without scanning
-//! every key), and `counters` holds the running totals. An `Engine` is
+//! every key), `counters` holds the running totals, and `hints` the
+//! versions other members missed (see `hints`). An `Engine` is
 //! replaced whole when fjall must be reopened after a failed write.
 
 use std::path::Path;
@@ -28,6 +29,7 @@ pub(crate) struct Engine {
     pub data: Keyspace,
     pub files: Keyspace,
     pub counters: Keyspace,
+    pub hints: Keyspace,
 }
 
 impl Engine {
@@ -76,6 +78,7 @@ impl Engine {
             data: ks("data")?,
             files: ks("files")?,
             counters: ks("counters")?,
+            hints: ks("hints")?,
             db,
         })
     }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use fjall::{PersistMode, Readable};
 use mydht_proto::Version;
-use mydht_ring::TokenRange;
+use mydht_ring::{NodeId, TokenRange};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, oneshot};
 
@@ -32,9 +32,10 @@ use self::codec::{Meta, Place};
 use self::engine::Engine;
 use self::writer::{NewState, Op, Writer};
 use crate::entry::check_key;
+use crate::hints::{decode_hint, encode_hint, hint_key, hint_version};
 use crate::layout::{engine_key, plan, split_engine_key};
 use crate::{
-    EntryMeta, Lookup, Outcome, Purge, PurgeRequest, ScanCursor, ScanPage, Stamp, Store,
+    EntryMeta, Hint, Lookup, Outcome, Purge, PurgeRequest, ScanCursor, ScanPage, Stamp, Store,
     StoreError, StoreStats, StoredValue, ValueReader,
 };
 
@@ -436,5 +437,71 @@ impl Store for DiskStore {
         .await
         .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    // Hints go to their keyspace directly, not through the writer: they
+    // are a best-effort record (anti-entropy repairs what a lost hint
+    // would have), persisted with the journal at the writer's next sync or
+    // the store's close.
+    async fn put_hint(&self, hint: Hint) -> Result<(), StoreError> {
+        self.blocking(move |e| {
+            let k = hint_key(&hint.target, &hint.key);
+            let held = e
+                .hints
+                .get(&k)
+                .map_err(|err| StoreError::engine("reading a hint", err))?;
+            let at_ms = match held {
+                Some(v) => {
+                    let old = decode_hint(&k, &v)?;
+                    if old.version >= hint.version {
+                        return Ok(());
+                    }
+                    old.at_ms
+                }
+                None => hint.at_ms,
+            };
+            e.hints
+                .insert(&k, encode_hint(&hint.version, at_ms))
+                .map_err(|err| StoreError::engine("keeping a hint", err))
+        })
+        .await
+    }
+
+    async fn remove_hint(
+        &self,
+        target: &NodeId,
+        key: &[u8],
+        version: &Version,
+    ) -> Result<(), StoreError> {
+        let k = hint_key(target, key);
+        let version = version.clone();
+        self.blocking(move |e| {
+            let held = e
+                .hints
+                .get(&k)
+                .map_err(|err| StoreError::engine("reading a hint", err))?;
+            match held {
+                Some(v) if hint_version(&k, &v)? == version => e
+                    .hints
+                    .remove(&k)
+                    .map_err(|err| StoreError::engine("removing a hint", err)),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn hints(&self) -> Result<Vec<Hint>, StoreError> {
+        self.blocking(|e| {
+            let mut out = Vec::new();
+            for guard in e.hints.iter() {
+                let (k, v) = guard
+                    .into_inner()
+                    .map_err(|err| StoreError::engine("listing hints", err))?;
+                out.push(decode_hint(&k, &v)?);
+            }
+            Ok(out)
+        })
+        .await
     }
 }
