@@ -35,6 +35,12 @@ pub fn config(seed: Option<&NodeId>, replicas: usize) -> NodeConfig {
     // Fail fast on stopped nodes so tests stay quick.
     cfg.connect_timeout = Duration::from_secs(2);
     cfg.request_timeout = Duration::from_secs(5);
+    // Each test here shows one mechanism (balance, read repair, movement)
+    // repairing a replica it made stale on purpose: hints and background
+    // anti-entropy rounds, which would repair it first, are shown by the
+    // binary's tests (`crates/cli/tests/hints.rs`) and stay off here.
+    cfg.hints.max_bytes = 0;
+    cfg.anti_entropy_interval = None;
     cfg
 }
 

@@ -178,6 +178,26 @@ pub struct NodeArgs {
     /// Hints delivered per second at most, once their replica answers.
     #[arg(long = "hint-rate", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub hint_rate: u32,
+    /// How often this node compares its ranges with their other replicas
+    /// by itself and exchanges what differs (`60s`, `10m`; `off`: only on
+    /// `-c balance`).
+    #[arg(long = "anti-entropy-interval", default_value = "60s", value_parser = interval_or_off)]
+    pub anti_entropy_interval: Interval,
+}
+
+/// A duration, or `off`.
+#[derive(Clone, Copy, Debug)]
+pub struct Interval(pub Option<std::time::Duration>);
+
+fn interval_or_off(s: &str) -> Result<Interval, String> {
+    if s == "off" {
+        return Ok(Interval(None));
+    }
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!("{s} is shorter than the 1 s minimum"));
+    }
+    Ok(Interval(Some(d)))
 }
 
 #[derive(Args, Debug)]

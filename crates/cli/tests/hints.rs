@@ -103,3 +103,74 @@ fn a_killed_replica_gets_every_missed_write_back_from_hints_after_a_restart() {
     assert_eq!((s.hints.pending, s.hints.dropped), (0, 0), "{:?}", s.hints);
     assert!(s.hints.delivered >= KEYS as u64, "{:?}", s.hints);
 }
+
+#[test]
+fn with_hints_dropped_the_background_anti_entropy_round_repairs_a_replica() {
+    let dir = temp_dir();
+    // No room for hints at all: each one is dropped (and counted), so only
+    // anti-entropy can bring c what it missed.
+    let flags = ["--hint-max-bytes", "0", "--anti-entropy-interval", "2s"];
+    let seed_flags = |seed: &str| -> Vec<String> {
+        ["-s", seed]
+            .into_iter()
+            .chain(flags)
+            .map(str::to_string)
+            .collect()
+    };
+    let a = NodeProc::start(0, &dir.path().join("a"), &flags);
+    let b_flags = seed_flags(&a.name);
+    let b_args: Vec<&str> = b_flags.iter().map(String::as_str).collect();
+    let b = NodeProc::start(0, &dir.path().join("b"), &b_args);
+    let mut c = NodeProc::start(0, &dir.path().join("c"), &b_args);
+    for n in [&a, &b, &c] {
+        wait_until("a ring of three", || ring_size(&n.name) == 3);
+    }
+    let c_port = c.port;
+    c.kill();
+    let keys: Vec<String> = (0..100).map(|i| format!("repaired-{i}")).collect();
+    let rt = runtime();
+    rt.block_on(async {
+        let through_a = only(&a.name);
+        for k in &keys {
+            through_a
+                .put(k, "v")
+                .await
+                .unwrap_or_else(|e| panic!("{k}: {e}"));
+        }
+    });
+    let s = status(&a.name);
+    assert_eq!(
+        (s.hints.pending, s.hints.dropped),
+        (0, 100),
+        "{:?}",
+        s.hints
+    );
+
+    let restarted = Instant::now();
+    let c = NodeProc::start(c_port, &dir.path().join("c"), &flags);
+    rt.block_on(async {
+        let (on_a, on_c) = (only(&a.name), only(&c.name));
+        let mut pending = keys.clone();
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for k in pending {
+                let want = on_a.haskey(&k).await.expect("haskey on a");
+                if on_c.haskey(&k).await.expect("haskey on c") != want {
+                    still.push(k);
+                }
+            }
+            pending = still;
+            assert!(
+                pending.is_empty() || restarted.elapsed() < Duration::from_secs(30),
+                "{} keys still stale on the restarted replica after 30 s",
+                pending.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    eprintln!(
+        "anti-entropy repaired the restarted replica {:.1} s after it started",
+        restarted.elapsed().as_secs_f64()
+    );
+    drop(b);
+}

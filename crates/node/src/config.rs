@@ -67,6 +67,9 @@ pub struct NodeConfig {
     pub max_value_len: u64,
     /// How hints for missed replicas are bounded and replayed.
     pub hints: HintConfig,
+    /// How often an anti-entropy round runs by itself (`None`: only on
+    /// `balance`).
+    pub anti_entropy_interval: Option<Duration>,
 }
 
 impl NodeConfig {
@@ -94,6 +97,7 @@ impl NodeConfig {
             tombstone_grace: Duration::from_secs(24 * 3600),
             max_value_len: 1 << 40,
             hints: HintConfig::default(),
+            anti_entropy_interval: Some(Duration::from_secs(60)),
         }
     }
 }

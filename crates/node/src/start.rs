@@ -10,7 +10,7 @@ use mydht_cluster::{Cluster, ClusterConfig, RejoinError};
 use mydht_ring::{MemberState, NodeId, RingParams};
 use mydht_store::{HybridClock, Store};
 
-use crate::antientropy::AntiEntropy;
+use crate::antientropy::{self, AntiEntropy};
 use crate::config::NodeConfig;
 use crate::coord::{CoordParts, Coordinator};
 use crate::error::NodeError;
@@ -192,6 +192,18 @@ pub async fn start_with_transport<S: Store>(
         Ok(0) => {}
         Ok(n) => tracing::info!(hints = n, "hints kept from before the restart"),
         Err(e) => tracing::warn!(error = %e, "the hints kept before the restart could not be read"),
+    }
+    if let Some(interval) = node.cfg.anti_entropy_interval {
+        node.workers.spawn(
+            &node.tasks.background,
+            antientropy::Background {
+                antientropy: node.antientropy.clone(),
+                interval,
+                rounds: 0,
+                last: None,
+            },
+            WorkerState::Idle,
+        );
     }
     node.workers.spawn(
         &node.tasks.background,

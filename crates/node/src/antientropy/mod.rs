@@ -6,9 +6,13 @@
 //! every entry, from the store) with each other replica's, goes key by key
 //! (a balance pass) only through the ranges that differ, and in the ranges
 //! every replica agrees on collects the tombstones past their grace period
-//! without asking again. It runs on demand today (`balance`); running it by
-//! itself in the background, over digests kept current as writes happen,
-//! is the next step and belongs here.
+//! without asking again. It runs on demand (`balance`, which answers once
+//! the round is done) and by itself in the background every
+//! `anti_entropy_interval` ([`Background`]), so a replica that missed
+//! writes whose hints were lost is repaired with no command run. The
+//! digests are still computed by a metadata scan of each range per round;
+//! digests kept current as writes happen (no scan per round) are the next
+//! step and belong here.
 
 use std::sync::Arc;
 
@@ -20,13 +24,25 @@ use crate::movement::plan::settled;
 use crate::movement::queue::{MovementQueue, PassSummary, RangeCount};
 use crate::movement::{Pass, Report};
 use crate::replication::Replicas;
+use crate::tasks::{Worker, WorkerState};
 
-/// Anti-entropy on one node.
+/// Anti-entropy on one node. Cheap to clone.
 pub(crate) struct AntiEntropy<S> {
     cluster: Cluster,
     store: Arc<S>,
     replicas: Replicas<S>,
     movement: MovementQueue<S>,
+}
+
+impl<S> Clone for AntiEntropy<S> {
+    fn clone(&self) -> Self {
+        Self {
+            cluster: self.cluster.clone(),
+            store: self.store.clone(),
+            replicas: self.replicas.clone(),
+            movement: self.movement.clone(),
+        }
+    }
 }
 
 impl<S: Store> AntiEntropy<S> {
@@ -44,8 +60,9 @@ impl<S: Store> AntiEntropy<S> {
         }
     }
 
-    /// One round over every range this node replicates.
-    pub async fn round(&self) -> Report {
+    /// One round over every range this node replicates, recorded in the
+    /// movement history as `label`.
+    pub async fn round(&self, label: &str) -> Report {
         let started = Instant::now();
         let me = self.cluster.me().clone();
         let ring = self.cluster.ring();
@@ -112,12 +129,58 @@ impl<S: Store> AntiEntropy<S> {
             keyed.failed.entry(node).or_insert(why);
         }
         // One summary for the whole round, in place of its key-by-key part's.
-        let mut summary = PassSummary::of("balance", &keyed, started.elapsed().as_secs_f64());
+        let mut summary = PassSummary::of(label, &keyed, started.elapsed().as_secs_f64());
         summary.ranges = Some(RangeCount {
             differing,
             owned: mine.len() as u64,
         });
         self.movement.record(summary);
         keyed
+    }
+}
+
+/// Runs a round by itself every `interval` (the first one interval after
+/// start, so a node that just started does not scan at once).
+pub(crate) struct Background<S> {
+    pub antientropy: AntiEntropy<S>,
+    pub interval: std::time::Duration,
+    pub rounds: u64,
+    pub last: Option<String>,
+}
+
+impl<S: Store> Worker for Background<S> {
+    type Error = std::convert::Infallible;
+
+    fn name(&self) -> String {
+        "anti-entropy".into()
+    }
+
+    fn status(&self) -> String {
+        match &self.last {
+            Some(last) => format!("{} rounds; last: {last}", self.rounds),
+            None => format!("every {:?}; no round yet", self.interval),
+        }
+    }
+
+    async fn work(&mut self) -> Result<WorkerState, Self::Error> {
+        let started = Instant::now();
+        let report = self.antientropy.round("anti-entropy").await;
+        self.rounds += 1;
+        self.last = Some(format!(
+            "{:.1} s, {} digests, {} keys sent{}",
+            started.elapsed().as_secs_f64(),
+            report.digests,
+            report.sent,
+            report
+                .failures()
+                .map(|f| format!(", failed: {f}"))
+                .unwrap_or_default()
+        ));
+        Ok(WorkerState::Idle)
+    }
+
+    async fn wait_for_work(&mut self) -> WorkerState {
+        tokio::time::sleep(self.interval).await;
+        WorkerState::Busy
     }
 }

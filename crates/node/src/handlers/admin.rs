@@ -73,7 +73,7 @@ pub(crate) async fn balance<S: Store>(node: &Node<S>, forwarded: bool) -> Reply 
     let request = Request::Balance { forwarded: true };
     let both = async {
         tokio::join!(
-            node.antientropy.round(),
+            node.antientropy.round("balance"),
             node.cluster
                 .tell_alive(others, &request, node.cfg.admin_timeout)
         )
