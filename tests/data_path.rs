@@ -8,7 +8,7 @@ mod common;
 use bytes::Bytes;
 use common::{Cluster, put_request, raw, value_of};
 use mydht_client::ClientError;
-use mydht_proto::{ErrorReply, Payload, Request, Response, WriteId};
+use mydht_proto::{ErrorReply, Held, Payload, Request, Response, WriteId};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_node_ring_stores_reads_and_deletes() {
@@ -207,6 +207,76 @@ async fn a_retried_put_does_not_overwrite_a_newer_one() {
     cluster.shutdown().await;
 }
 
+/// A put marked as a retry.
+fn retried(req: Request) -> Request {
+    match req {
+        Request::Put(mut p) => {
+            p.retry = true;
+            Request::Put(p)
+        }
+        other => other,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_retried_through_another_node_completes_the_first_version() {
+    let cluster = Cluster::start(3, 3).await;
+    let (a, b, c) = (
+        raw(&cluster.names[0]).await,
+        raw(&cluster.names[1]).await,
+        raw(&cluster.names[2]).await,
+    );
+    let first = WriteId { client: 9, seq: 1 };
+    let Response::Stored { version: v1 } = a
+        .call(put_request("k", "once", first, None))
+        .await
+        .expect("put")
+    else {
+        panic!("first put failed")
+    };
+    // Its answer was "lost": the client retries through b, which never saw
+    // it. The replicas remember the write id: b completes that version and
+    // stamps no second one.
+    let retry = b
+        .call(retried(put_request("k", "once", first, None)))
+        .await
+        .expect("retry");
+    assert_eq!(
+        retry,
+        Response::Stored {
+            version: v1.clone()
+        }
+    );
+    for node in &cluster.names {
+        let held = common::held(node, "k").await;
+        assert_eq!(held, Held::Value(v1.clone()), "{node}");
+    }
+    // A later write, then one more retry of the first through c: it is
+    // answered with its first outcome and does not overwrite the later one.
+    let second = WriteId { client: 9, seq: 2 };
+    let Response::Stored { version: v2 } = a
+        .call(put_request("k", "later", second, Some(v1.clone())))
+        .await
+        .expect("put")
+    else {
+        panic!("second put failed")
+    };
+    let again = c
+        .call(retried(put_request("k", "once", first, None)))
+        .await
+        .expect("retry");
+    assert_eq!(again, Response::Stored { version: v1 });
+    for node in &cluster.names {
+        assert_eq!(
+            common::held(node, "k").await,
+            Held::Value(v2.clone()),
+            "{node}"
+        );
+        assert_eq!(&value_of(&raw(node).await, "k").await[..], b"later");
+    }
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_puts_through_two_nodes_keep_their_order() {
     // N = 1 and coordinators that are not the key's replica: their clocks
@@ -281,6 +351,7 @@ async fn a_get_repairs_a_stale_replica_with_the_same_version() {
                 key: Bytes::from_static(b"r"),
                 version: newer.clone(),
                 value: Some(Payload::Inline(Bytes::from_static(b"new"))),
+                write_id: None,
             })
             .await
             .expect("replica store");
@@ -299,6 +370,7 @@ async fn a_get_repairs_a_stale_replica_with_the_same_version() {
             key: Bytes::from_static(b"r"),
             version: old.clone(),
             value: Some(Payload::Inline(Bytes::from_static(b"old"))),
+            write_id: None,
         })
         .await
         .expect("replica store");

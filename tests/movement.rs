@@ -61,6 +61,7 @@ async fn purge_after_a_join_never_loses_a_key() {
                     value: Some(mydht_proto::Payload::Inline(Bytes::from(format!(
                         "value of {k}"
                     )))),
+                    write_id: None,
                 })
                 .await
                 .expect("replica store");

@@ -287,6 +287,7 @@ async fn a_streamed_put_whose_client_stops_sending_is_cut_off() {
             write_id,
             seen: None,
             w: None,
+            retry: false,
         }))
         .await
         .expect("request sent");

@@ -301,6 +301,7 @@ pub fn put_request(
         write_id,
         seen,
         w: None,
+        retry: false,
     })
 }
 

@@ -19,9 +19,11 @@ fn a_killed_replica_gets_every_missed_write_back_from_hints_after_a_restart() {
         dir.path().join("b"),
         dir.path().join("c"),
     );
-    let mut a = NodeProc::start(0, &da, &[]);
-    let b = NodeProc::start(0, &db, &["-s", &a.name]);
-    let mut c = NodeProc::start(0, &dc, &["-s", &a.name]);
+    // No background anti-entropy: only hints can repair c here.
+    let off = ["--anti-entropy-interval", "off"];
+    let mut a = NodeProc::start(0, &da, &off);
+    let b = NodeProc::start(0, &db, &["-s", &a.name, off[0], off[1]]);
+    let mut c = NodeProc::start(0, &dc, &["-s", &a.name, off[0], off[1]]);
     for n in [&a, &b, &c] {
         wait_until("a ring of three", || ring_size(&n.name) == 3);
     }
@@ -64,11 +66,11 @@ fn a_killed_replica_gets_every_missed_write_back_from_hints_after_a_restart() {
     let a_port = a.port;
     let exit = a.signal("-TERM");
     assert!(exit.success(), "{exit:?}");
-    let a = NodeProc::start(a_port, &da, &[]);
+    let a = NodeProc::start(a_port, &da, &off);
     assert_eq!(status(&a.name).hints.pending, KEYS as u64);
 
     let restarted = Instant::now();
-    let c = NodeProc::start(c_port, &dc, &[]);
+    let c = NodeProc::start(c_port, &dc, &off);
     // Every key on c holds what a and b hold, version for version (c held
     // the deleted keys' values before it was killed: haskey on c answers
     // 0.0 for them only once it holds their tombstones).

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -117,10 +117,14 @@ impl Client {
         let value: Bytes = value.into();
         let write_id = self.next_write_id();
         let chunk_size = self.inner.opts.limits.chunk_size;
+        let tries = AtomicU32::new(0);
         let response = self
             .failover(false, |conn| {
                 let (key, value) = (key.clone(), value.clone());
                 let seen = self.seen();
+                // After the first attempt, the write may have been applied
+                // through another node: the coordinator asks first.
+                let retry = tries.fetch_add(1, Ordering::Relaxed) > 0;
                 async move {
                     let put = Put {
                         key,
@@ -128,6 +132,7 @@ impl Client {
                         write_id,
                         seen,
                         w: opts.w,
+                        retry,
                     };
                     let mut ex = conn.request(Request::Put(put)).await?;
                     ex.send_value(&value, chunk_size).await?;
@@ -191,6 +196,7 @@ impl Client {
     ) -> Result<Version, ClientError> {
         let key = self.key(key.as_ref())?;
         let write_id = self.next_write_id();
+        let tries = AtomicU32::new(0);
         let response = self
             .failover(false, |conn| {
                 let del = Del {
@@ -198,6 +204,7 @@ impl Client {
                     write_id,
                     seen: self.seen(),
                     w: opts.w,
+                    retry: tries.fetch_add(1, Ordering::Relaxed) > 0,
                 };
                 async move { Ok(conn.call(Request::Del(del)).await?) }
             })

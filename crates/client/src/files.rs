@@ -2,6 +2,7 @@
 //! files, chunk by chunk, with progress reported as bytes move.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -102,10 +103,12 @@ impl Client {
         let write_id = self.next_write_id();
         let chunk_size = self.inner.opts.limits.chunk_size;
         let deadline = self.inner.opts.request_timeout;
+        let tries = AtomicU32::new(0);
         let response = self
             .failover_within(false, None, |conn| {
                 let key = key.clone();
                 let seen = self.seen();
+                let retry = tries.fetch_add(1, Ordering::Relaxed) > 0;
                 async move {
                     let what = format!("reading {}", path.display());
                     let mut file = tokio::fs::File::open(path)
@@ -131,6 +134,7 @@ impl Client {
                         write_id,
                         seen,
                         w: opts.w,
+                        retry,
                     };
                     let mut ex = idle(deadline, conn.request(Request::Put(put))).await?;
                     if inline {
@@ -170,6 +174,7 @@ impl Client {
             write_id: self.next_write_id(),
             seen: self.seen(),
             w: opts.w,
+            retry: false,
         };
         let chunk_size = self.inner.opts.limits.chunk_size;
         let deadline = self.inner.opts.request_timeout;

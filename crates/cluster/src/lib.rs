@@ -50,7 +50,7 @@ pub use error::{JoinError, MembershipError, PersistError, RejoinError, RpcError,
 pub use liveness::{DownSet, Liveness, LivenessEvent, events};
 pub use manager::Applied;
 pub use persist::FILE as MEMBERSHIP_FILE;
-pub use rpc::{Done, FromResponse, RemoteDigest, Rpc, Stored, decode};
+pub use rpc::{Done, FromResponse, Recalled, RemoteDigest, Rpc, Stored, decode};
 pub use view::{Change, Merged, View};
 
 use clocks::{OwnClock, off_the_median};

@@ -117,6 +117,21 @@ impl FromResponse for Stored {
     }
 }
 
+/// A replica's answer to a recall: the version it applied for a client
+/// write, if it remembers one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recalled(pub Option<Version>);
+
+impl FromResponse for Recalled {
+    const EXPECTED: &'static str = "Recalled";
+    fn from_response(r: Response) -> Result<Self, Response> {
+        match r {
+            Response::Recalled(v) => Ok(Recalled(v)),
+            other => Err(other),
+        }
+    }
+}
+
 /// A replica's digest of a range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RemoteDigest {

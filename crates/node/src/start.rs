@@ -212,6 +212,8 @@ pub async fn start_with_transport<S: Store>(
             cluster: node.cluster.clone(),
             replicas: node.replicas.clone(),
             store: node.store.clone(),
+            tombstone_grace: node.cfg.tombstone_grace,
+            since_sweep: 0,
         },
         WorkerState::Idle,
     );

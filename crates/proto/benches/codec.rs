@@ -26,6 +26,7 @@ fn put_frame() -> Frame {
                 node: NodeId::new("10.0.0.1:50140").expect("valid"),
             }),
             w: None,
+            retry: false,
         })),
     )
 }

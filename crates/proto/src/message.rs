@@ -112,6 +112,11 @@ pub struct Put {
     pub seen: Option<Version>,
     /// Replicas that must acknowledge; the ring's default when `None`.
     pub w: Option<u8>,
+    /// Whether this may be a retry of a write sent before (to this node
+    /// or another): the coordinator first asks the replicas whether they
+    /// applied this write id, and if one did, completes that version
+    /// instead of stamping a second one.
+    pub retry: bool,
 }
 
 /// Read a key (the seed's GET).
@@ -134,6 +139,8 @@ pub struct Del {
     pub seen: Option<Version>,
     /// As for [`Put`].
     pub w: Option<u8>,
+    /// As for [`Put`].
+    pub retry: bool,
 }
 
 /// A request. Within a protocol version variants are only appended;
@@ -190,6 +197,9 @@ pub enum Request {
         version: Version,
         /// The value, or `None` for a tombstone.
         value: Option<Payload>,
+        /// The client write this version carries out, if any: the replica
+        /// remembers it for a while (see [`Request::ReplicaRecall`]).
+        write_id: Option<WriteId>,
     },
     /// Replica call: send the version this node holds, with its value.
     ReplicaFetch {
@@ -243,6 +253,15 @@ pub enum Request {
         /// the Unix epoch: how members learn each other's clock offsets
         /// (liveness data, never part of the ring).
         clock_ms: u64,
+    },
+    /// Replica call: which version of `key` this node applied for the
+    /// client write `write_id`, if it remembers one. Answered with
+    /// [`Response::Recalled`].
+    ReplicaRecall {
+        /// The key.
+        key: Bytes,
+        /// The client write.
+        write_id: WriteId,
     },
 }
 
@@ -344,6 +363,9 @@ pub enum Response {
         /// XOR over those entries of a hash of key, version and kind.
         hash: u64,
     },
+    /// The answer to a replica recall: the version applied for that write
+    /// id, if remembered.
+    Recalled(Option<Version>),
 }
 
 /// Which messages carry a value as chunks after them: the one table the
@@ -381,7 +403,8 @@ impl Request {
             | Request::Whereis { key }
             | Request::ReplicaStore { key, .. }
             | Request::ReplicaFetch { key }
-            | Request::ReplicaProbe { key } => Some(key),
+            | Request::ReplicaProbe { key }
+            | Request::ReplicaRecall { key, .. } => Some(key),
             _ => None,
         }
     }
@@ -418,6 +441,7 @@ impl Response {
             Response::Entry(_) => "Entry",
             Response::Error(_) => "Error",
             Response::Digest { .. } => "Digest",
+            Response::Recalled(_) => "Recalled",
         }
     }
 }

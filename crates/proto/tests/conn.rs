@@ -299,6 +299,7 @@ async fn a_request_over_the_frame_limit_is_refused_not_hung() {
         write_id: WriteId { client: 1, seq: 1 },
         seen: None,
         w: None,
+        retry: false,
     });
     let answer = timeout(DEADLINE, conn.call(huge))
         .await

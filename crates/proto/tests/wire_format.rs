@@ -71,6 +71,7 @@ fn request_variant_indices_are_stable() {
             write_id: wid,
             seen: None,
             w: None,
+            retry: false,
         }),
         Request::Get(Get {
             key: key.clone(),
@@ -81,6 +82,7 @@ fn request_variant_indices_are_stable() {
             write_id: wid,
             seen: None,
             w: None,
+            retry: false,
         }),
         Request::HasKey { key: key.clone() },
         Request::Whereis { key: key.clone() },
@@ -96,6 +98,7 @@ fn request_variant_indices_are_stable() {
             key: key.clone(),
             version: version(),
             value: None,
+            write_id: None,
         },
         Request::ReplicaFetch { key: key.clone() },
         Request::ReplicaProbe { key },
@@ -111,10 +114,14 @@ fn request_variant_indices_are_stable() {
             version: 7,
             clock_ms: 1,
         },
+        Request::ReplicaRecall {
+            key: Bytes::from_static(b"k"),
+            write_id: wid,
+        },
     ];
     let tags: Vec<u8> = requests.iter().map(tag).collect();
-    assert_eq!(tags, (0..17).collect::<Vec<u8>>());
-    assert_eq!(REQUEST_KINDS, 17);
+    assert_eq!(tags, (0..18).collect::<Vec<u8>>());
+    assert_eq!(REQUEST_KINDS, 18);
 }
 
 #[test]
@@ -138,9 +145,10 @@ fn response_and_error_variant_indices_are_stable() {
         Response::Entry(None),
         Response::Error(ErrorReply::NotFound),
         Response::Digest { count: 1, hash: 2 },
+        Response::Recalled(None),
     ];
     let tags: Vec<u8> = responses.iter().map(tag).collect();
-    assert_eq!(tags, (0..12).collect::<Vec<u8>>());
+    assert_eq!(tags, (0..13).collect::<Vec<u8>>());
 
     let errors = [
         ErrorReply::NotFound,

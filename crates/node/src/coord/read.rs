@@ -113,7 +113,7 @@ impl<S: Store> Coordinator<S> {
                 }
                 let result = match &small {
                     Some(value) => replicas
-                        .store(&node, key.clone(), version.clone(), value.clone())
+                        .store(&node, key.clone(), version.clone(), value.clone(), None)
                         .await
                         .map(|s| s.applied),
                     None => Box::pin(replicas.copy(&holder, &node, key.clone())).await,

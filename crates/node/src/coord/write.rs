@@ -30,6 +30,8 @@ const PER_REPLICA_QUEUE: usize = 4;
 
 impl<S: Store> Coordinator<S> {
     /// Writes `key` (a value, or a tombstone) through its replicas.
+    /// `retry`: the client may have sent this write before, to this node
+    /// or another.
     pub async fn write(
         &self,
         key: Bytes,
@@ -37,6 +39,7 @@ impl<S: Store> Coordinator<S> {
         write_id: WriteId,
         seen: Option<Version>,
         w: Option<u8>,
+        retry: bool,
     ) -> Result<Written, CoordError> {
         let c = &self.0;
         let ring = c.cluster.ring();
@@ -79,19 +82,49 @@ impl<S: Store> Coordinator<S> {
             }
         };
         let deleted = matches!(write, Write::Tombstone);
-        let done = match write {
-            Write::Value(v) => {
-                self.replicate_newest(&key, &mut version, Some(v), tracker_for)
+        // A retry may have been applied by replicas through another
+        // coordinator, its answer lost: that version is completed (brought
+        // to W replicas, never stamped above anything) rather than a second
+        // version stamped. Asking costs a round trip, so only retries ask.
+        let recalled = if retry {
+            self.recall(&key, write_id, tracker_for()).await
+        } else {
+            None
+        };
+        let id = Some(write_id);
+        let done = match (write, recalled) {
+            (write, Some(first)) => {
+                version = first;
+                let mut tracker = tracker_for();
+                match write {
+                    Write::Value(v) => {
+                        self.replicate(&key, &version, Some(v), &mut tracker, id)
+                            .await;
+                        Ok(tracker)
+                    }
+                    Write::Tombstone => {
+                        self.replicate(&key, &version, None, &mut tracker, id).await;
+                        Ok(tracker)
+                    }
+                    Write::Stream(value) => {
+                        Box::pin(self.fan_out(&key, &version, value, &mut tracker, id))
+                            .await
+                            .map(|()| tracker)
+                    }
+                }
+            }
+            (Write::Value(v), None) => {
+                self.replicate_newest(&key, &mut version, Some(v), tracker_for, id)
                     .await
             }
-            Write::Tombstone => {
-                self.replicate_newest(&key, &mut version, None, tracker_for)
+            (Write::Tombstone, None) => {
+                self.replicate_newest(&key, &mut version, None, tracker_for, id)
                     .await
             }
             // Boxed: only large values stream, and every write's task
             // would otherwise carry the fan-out's state.
-            Write::Stream(value) => {
-                Box::pin(self.stream_newest(&key, &mut version, value, tracker_for)).await
+            (Write::Stream(value), None) => {
+                Box::pin(self.stream_newest(&key, &mut version, value, tracker_for, id)).await
             }
         };
         let tracker = match done {
@@ -198,10 +231,11 @@ impl<S: Store> Coordinator<S> {
         version: &mut Version,
         value: Option<Bytes>,
         tracker_for: impl Fn() -> QuorumTracker,
+        id: Option<WriteId>,
     ) -> Result<QuorumTracker, CoordError> {
         let mut tracker = tracker_for();
         let newer = self
-            .replicate(key, version, value.clone(), &mut tracker)
+            .replicate(key, version, value.clone(), &mut tracker, id)
             .await;
         let Some(held) = newer.filter(|_| tracker.reached()) else {
             return Ok(tracker);
@@ -209,7 +243,7 @@ impl<S: Store> Coordinator<S> {
         let before = std::mem::replace(version, self.stamp_above(&held)?);
         tracing::debug!(?before, after = ?version, ?held, "a replica held a later-stamped version: stamped above it");
         let mut tracker = tracker_for();
-        self.replicate(key, version, value, &mut tracker).await;
+        self.replicate(key, version, value, &mut tracker, id).await;
         Ok(tracker)
     }
 
@@ -222,6 +256,7 @@ impl<S: Store> Coordinator<S> {
         version: &mut Version,
         value: ValueStream,
         tracker_for: impl Fn() -> QuorumTracker,
+        id: Option<WriteId>,
     ) -> Result<QuorumTracker, CoordError> {
         let mut probes = tracker_for();
         let newest = self.newest_held(key, &mut probes).await;
@@ -232,8 +267,33 @@ impl<S: Store> Coordinator<S> {
             *version = self.stamp_above(&held)?;
         }
         let mut tracker = tracker_for();
-        self.fan_out(key, version, value, &mut tracker).await?;
+        self.fan_out(key, version, value, &mut tracker, id).await?;
         Ok(tracker)
+    }
+
+    /// The version the tracker's targets applied for the client write
+    /// `id`, once the quorum of answers is decided (W of each set, so the
+    /// answers meet every replica set an acknowledged attempt reached).
+    async fn recall(
+        &self,
+        key: &Bytes,
+        id: WriteId,
+        mut tracker: QuorumTracker,
+    ) -> Option<Version> {
+        let c = &self.0;
+        let targets = tracker.targets().map(|n| (n.clone(), ()));
+        let mut answers = self.call_each(targets, tracker.targets().count(), || {
+            let (replicas, k) = (c.replicas.clone(), key.clone());
+            move |node: NodeId, ()| async move { replicas.recall(&node, id, k).await }
+        });
+        let mut first: Option<Version> = None;
+        until_decided(&mut tracker, &mut answers, |_, recalled| {
+            if let Ok(Some(v)) = recalled {
+                first = first.take().max(Some(v));
+            }
+        })
+        .await;
+        first
     }
 
     /// The newest version the tracker's targets hold of `key`, once the
@@ -264,6 +324,7 @@ impl<S: Store> Coordinator<S> {
         version: &Version,
         value: Option<Bytes>,
         tracker: &mut QuorumTracker,
+        id: Option<WriteId>,
     ) -> Option<Version> {
         let c = &self.0;
         let me = c.cluster.me();
@@ -282,7 +343,7 @@ impl<S: Store> Coordinator<S> {
                 value.clone(),
             );
             move |node: NodeId, ()| async move {
-                let stored = replicas.store(&node, k.clone(), v.clone(), val).await;
+                let stored = replicas.store(&node, k.clone(), v.clone(), val, id).await;
                 if stored.is_err() {
                     hints.keep(&node, &k, &v).await;
                 }
@@ -303,7 +364,7 @@ impl<S: Store> Coordinator<S> {
         if local {
             let result = c
                 .replicas
-                .store(me, key.clone(), version.clone(), value)
+                .store(me, key.clone(), version.clone(), value, id)
                 .await;
             if let Err(e) = &result {
                 tracing::warn!(error = %e, "local write failed");
@@ -323,11 +384,11 @@ impl<S: Store> Coordinator<S> {
         version: &Version,
         value: ValueStream,
         tracker: &mut QuorumTracker,
+        id: Option<WriteId>,
     ) -> Result<(), CoordError> {
         let c = &self.0;
         let targets: Vec<NodeId> = tracker.targets().cloned().collect();
         let (feed, branches) = tee(value, &targets, PER_REPLICA_QUEUE, c.request_timeout);
-        self.hint_skipped(key, version, tracker);
         let me = c.cluster.me().clone();
         let mut answers = self.call_each(branches.into_iter(), targets.len(), || {
             let (replicas, hints, k, v) = (
@@ -338,7 +399,7 @@ impl<S: Store> Coordinator<S> {
             );
             move |node: NodeId, branch| async move {
                 let stored = replicas
-                    .store_stream(&node, k.clone(), v.clone(), branch)
+                    .store_stream(&node, k.clone(), v.clone(), branch, id)
                     .await;
                 // A client stream that broke off fails every branch alike:
                 // nothing was acknowledged, so nothing is owed to anyone.
@@ -353,6 +414,9 @@ impl<S: Store> Coordinator<S> {
             }
         });
         feed.run().await?;
+        // Only once the whole value came in is anything owed to the
+        // replicas skipped.
+        self.hint_skipped(key, version, tracker);
         until_decided(tracker, &mut answers, |_, _| {}).await;
         Ok(())
     }

@@ -53,7 +53,7 @@ pub(crate) async fn put<S: Store>(node: &Node<S>, put: Put, body: Option<BodyIn>
     };
     written(
         node.coord
-            .write(put.key, write, put.write_id, put.seen, put.w)
+            .write(put.key, write, put.write_id, put.seen, put.w, put.retry)
             .await,
     )
 }
@@ -61,7 +61,14 @@ pub(crate) async fn put<S: Store>(node: &Node<S>, put: Put, body: Option<BodyIn>
 pub(crate) async fn del<S: Store>(node: &Node<S>, del: Del) -> Reply {
     written(
         node.coord
-            .write(del.key, Write::Tombstone, del.write_id, del.seen, del.w)
+            .write(
+                del.key,
+                Write::Tombstone,
+                del.write_id,
+                del.seen,
+                del.w,
+                del.retry,
+            )
             .await,
     )
 }

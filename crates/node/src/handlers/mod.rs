@@ -67,7 +67,11 @@ pub(crate) async fn route<S: Store>(
             key,
             version,
             value,
-        } => replica::serve_store(node, key, version, value, body).await,
+            write_id,
+        } => replica::serve_store(node, key, version, value, write_id, body).await,
+        Request::ReplicaRecall { key, write_id } => Reply::Plain(mydht_proto::Response::Recalled(
+            node.replicas.recall_local(write_id, &key),
+        )),
         Request::ReplicaFetch { key } => replica::serve_fetch(node, &key).await,
         Request::ReplicaProbe { key } => replica::serve_probe(node, &key).await,
         Request::ReplicaDigest { start, end } => {

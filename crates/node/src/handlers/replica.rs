@@ -9,7 +9,8 @@
 //! above it.
 
 use bytes::Bytes;
-use mydht_proto::{ErrorReply, Held, Payload, ReplicaEntry, Response, Version};
+use mydht_cluster::Stored;
+use mydht_proto::{ErrorReply, Held, Payload, ReplicaEntry, Response, Version, WriteId};
 use mydht_ring::{Position, TokenRange};
 use mydht_store::{Stamp, Store};
 
@@ -25,6 +26,7 @@ pub(crate) async fn serve_store<S: Store>(
     key: Bytes,
     version: Version,
     value: Option<Payload>,
+    write_id: Option<WriteId>,
     body: Option<BodyIn>,
 ) -> Reply {
     // A node whose clock runs behind the others' counts the skew from
@@ -42,7 +44,7 @@ pub(crate) async fn serve_store<S: Store>(
     let outcome = match value {
         None => node
             .store
-            .delete(&key, version)
+            .delete(&key, version.clone())
             .await
             .map_err(ToStoreError::from),
         Some(Payload::Inline(b)) => {
@@ -50,7 +52,7 @@ pub(crate) async fn serve_store<S: Store>(
                 return Reply::error(e);
             }
             node.store
-                .put(&key, version, b)
+                .put(&key, version.clone(), b)
                 .await
                 .map_err(ToStoreError::from)
         }
@@ -67,7 +69,7 @@ pub(crate) async fn serve_store<S: Store>(
                 node.cfg.limits.chunk_size,
                 node.cfg.request_timeout,
             ) {
-                Ok(value) => to_store(&*node.store, &key, version, value).await,
+                Ok(value) => to_store(&*node.store, &key, version.clone(), value).await,
                 Err(e) => Err(ToStoreError::Value(e)),
             }
         }
@@ -83,7 +85,14 @@ pub(crate) async fn serve_store<S: Store>(
         Err(e) => Err(e),
     };
     match answer {
-        Ok((applied, held)) => Reply::Plain(Response::ReplicaStored { applied, held }),
+        Ok((applied, held)) => {
+            let stored = Stored { applied, held };
+            node.replicas.note_write(write_id, &key, &version, &stored);
+            Reply::Plain(Response::ReplicaStored {
+                applied: stored.applied,
+                held: stored.held,
+            })
+        }
         Err(ToStoreError::Store(e)) => Reply::error(failed(&e)),
         Err(ToStoreError::Value(e)) => Reply::error(crate::coord::CoordError::Value(e).into()),
     }

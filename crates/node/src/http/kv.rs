@@ -221,7 +221,13 @@ pub(crate) async fn put<S: Store>(
         Write::Stream(value)
     };
     let name = String::from_utf8_lossy(&key).into_owned();
-    match node.coord.write(key, write, write_id, None, None).await {
+    // With an Idempotency-Key, any request may be a retry.
+    let retry = headers.contains_key("idempotency-key");
+    match node
+        .coord
+        .write(key, write, write_id, None, None, retry)
+        .await
+    {
         Ok(Written { version, .. }) => {
             let mut response = format!("PUT OK {name}\n").into_response();
             version_headers(&version, response.headers_mut());
@@ -247,7 +253,14 @@ pub(crate) async fn delete<S: Store>(
     let name = String::from_utf8_lossy(&key).into_owned();
     match node
         .coord
-        .write(key, Write::Tombstone, write_id, None, None)
+        .write(
+            key,
+            Write::Tombstone,
+            write_id,
+            None,
+            None,
+            headers.contains_key("idempotency-key"),
+        )
         .await
     {
         Ok(_) => format!("DEL OK {name}\n").into_response(),

@@ -108,9 +108,18 @@ impl<S: Store> Hints<S> {
     /// Takes in the hints the store kept from before a restart.
     pub async fn load(&self) -> Result<usize, StoreError> {
         let hints = self.0.store.hints().await?;
-        let n = hints.len();
+        let mut n = 0;
         for h in hints {
-            self.index(&h.target, &h.key, &h.version, h.at_ms);
+            if self.index(&h.target, &h.key, &h.version, h.at_ms) {
+                n += 1;
+            } else {
+                // Past the bound (counted as dropped): gone from the store
+                // too, or every restart would count it again.
+                self.0
+                    .store
+                    .remove_hint(&h.target, &h.key, &h.version)
+                    .await?;
+            }
         }
         Ok(n)
     }
@@ -124,7 +133,8 @@ impl<S: Store> Hints<S> {
             if *held >= *version {
                 return false;
             }
-            // Same key, same size: the newer version replaces it.
+            // The newer version replaces it, keeping when it was first kept.
+            q.bytes = q.bytes.saturating_sub(size(key, target, held)) + size(key, target, version);
             *held = version.clone();
             return true;
         }
@@ -190,6 +200,27 @@ impl<S: Store> Hints<S> {
         })
     }
 
+    /// Drops every hint kept longer than `max_age_ms`, whatever its
+    /// target's state (a member down for good keeps nothing past the age
+    /// bound).
+    async fn drop_older_than(&self, max_age_ms: u64) {
+        let now = wall_clock_ms();
+        let old: Vec<(NodeId, Vec<u8>, Version)> = self
+            .queues()
+            .iter()
+            .flat_map(|(t, q)| {
+                q.keys
+                    .iter()
+                    .filter(|(_, (_, at))| now.saturating_sub(*at) > max_age_ms)
+                    .map(|(k, (v, _))| (t.clone(), k.clone(), v.clone()))
+            })
+            .collect();
+        for (target, key, version) in old {
+            self.0.dropped.fetch_add(1, Ordering::Relaxed);
+            self.forget(&target, &key, &version).await;
+        }
+    }
+
     /// Hints pending, delivered and dropped since start.
     pub fn counts(&self) -> HintCounts {
         HintCounts {
@@ -220,6 +251,33 @@ pub(crate) struct HintReplay<S> {
     pub cluster: Cluster,
     pub replicas: Replicas<S>,
     pub store: Arc<S>,
+    /// The tombstone grace: no hint outlives half of it, so a hint can
+    /// never carry a delete's key back after its tombstone was collected.
+    pub tombstone_grace: Duration,
+    /// Rounds since the last sweep of hints past their age.
+    pub since_sweep: u32,
+}
+
+/// What a delivery did.
+enum Delivery {
+    /// The version (or a newer one) was copied to the target, or it held
+    /// it already.
+    Copied,
+    /// Nothing to bring: the target no longer replicates the key, or no
+    /// replica holds the version any more.
+    Nothing,
+    /// No source found now, but an owner that may hold it was not asked
+    /// (down, or failed): the hint waits.
+    Later,
+}
+
+/// Rounds between sweeps of hints past their age (about a minute).
+const SWEEP_EVERY: u32 = 60;
+
+/// Whether a failed delivery says the target cannot be reached now (try it
+/// again next round) rather than that it refused this one hint.
+fn unreachable(e: &ReplicaError) -> bool {
+    !matches!(e, ReplicaError::Rpc(mydht_cluster::RpcError::Remote { .. }))
 }
 
 impl<S: Store> HintReplay<S> {
@@ -231,7 +289,7 @@ impl<S: Store> HintReplay<S> {
         target: &NodeId,
         key: &[u8],
         version: &Version,
-    ) -> Result<(), ReplicaError> {
+    ) -> Result<Delivery, ReplicaError> {
         let ring = self.cluster.ring();
         let (now, next) = ring.owner_sets(Position::of_key(key));
         let mut owners: Vec<NodeId> = now.iter().cloned().collect();
@@ -245,7 +303,7 @@ impl<S: Store> HintReplay<S> {
         }
         if !owners.contains(target) {
             // Moving keys to new owners is the movement engine's job.
-            return Ok(());
+            return Ok(Delivery::Nothing);
         }
         let me = self.cluster.me().clone();
         let key = bytes::Bytes::copy_from_slice(key);
@@ -254,6 +312,7 @@ impl<S: Store> HintReplay<S> {
             Some(me.clone())
         } else {
             let mut found = None;
+            let mut unasked = 0;
             let others = owners
                 .iter()
                 .filter(|n| *n != target && **n != me && !self.cluster.is_down(n));
@@ -264,24 +323,37 @@ impl<S: Store> HintReplay<S> {
                         break;
                     }
                     Ok(_) => {}
-                    Err(e) => return Err(e),
+                    // Another owner may still serve as the source.
+                    Err(_) => unasked += 1,
                 }
+            }
+            if found.is_none() && (unasked > 0 || owners.iter().any(|n| self.cluster.is_down(n))) {
+                // A holder may be among those not asked: try again later
+                // rather than decide there is nothing to bring.
+                return Ok(Delivery::Later);
             }
             found
         };
         let Some(source) = source else {
             // The write reached no replica that still holds it (it failed,
             // or was overwritten and collected): nothing to bring.
-            return Ok(());
+            return Ok(Delivery::Nothing);
         };
-        self.replicas.copy(&source, target, key).await.map(|_| ())
+        self.replicas.copy(&source, target, key).await?;
+        Ok(Delivery::Copied)
     }
 
     /// One round over the targets that answer; whether any work is left
     /// for a target that answers.
-    async fn round(&self) -> bool {
+    async fn round(&mut self) -> bool {
         let pause = Duration::from_secs(1) / self.hints.0.cfg.per_second.max(1);
-        let max_age_ms = u64::try_from(self.hints.0.cfg.max_age.as_millis()).unwrap_or(u64::MAX);
+        let max_age = self.hints.0.cfg.max_age.min(self.tombstone_grace / 2);
+        let max_age_ms = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
+        self.since_sweep += 1;
+        if self.since_sweep >= SWEEP_EVERY {
+            self.since_sweep = 0;
+            self.hints.drop_older_than(max_age_ms).await;
+        }
         let mut more = false;
         for target in self.hints.targets() {
             let state = self.cluster.ring().member(&target).map(|m| m.state());
@@ -297,25 +369,39 @@ impl<S: Store> HintReplay<S> {
                 continue;
             }
             let batch = self.hints.batch(&target, BATCH);
-            more |= batch.len() == BATCH;
+            let full = batch.len() == BATCH;
+            let mut failed = false;
             for (key, version, at_ms) in batch {
                 if wall_clock_ms().saturating_sub(at_ms) > max_age_ms {
                     self.hints.0.dropped.fetch_add(1, Ordering::Relaxed);
                     self.hints.forget(&target, &key, &version).await;
                     continue;
                 }
-                match self.deliver(&target, &key, &version).await {
-                    Ok(()) => {
-                        self.hints.0.delivered.fetch_add(1, Ordering::Relaxed);
+                let delivered = self.deliver(&target, &key, &version).await;
+                tokio::time::sleep(pause).await;
+                match delivered {
+                    Ok(Delivery::Later) => failed = true,
+                    Ok(d) => {
+                        if matches!(d, Delivery::Copied) {
+                            self.hints.0.delivered.fetch_add(1, Ordering::Relaxed);
+                        }
                         self.hints.forget(&target, &key, &version).await;
                     }
                     Err(e) => {
                         tracing::debug!(%target, error = %e, "hint not delivered; trying later");
-                        break;
+                        failed = true;
+                        // Unreachable: the rest would fail too. Refused:
+                        // this hint waits, the others go on.
+                        if unreachable(&e) {
+                            break;
+                        }
                     }
                 }
-                tokio::time::sleep(pause).await;
             }
+            // More work at once only after a full batch that went through;
+            // a failure waits for the next round, so a target that keeps
+            // failing is tried once a round, not in a loop.
+            more |= full && !failed;
         }
         more
     }

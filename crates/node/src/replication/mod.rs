@@ -9,13 +9,14 @@
 //! side of these calls is `handlers::replica`.
 
 pub(crate) mod hints;
+pub(crate) mod writes;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use mydht_cluster::{Cluster, RemoteDigest, RpcError, Stored, decode};
+use mydht_cluster::{Cluster, Recalled, RemoteDigest, RpcError, Stored, decode};
 use mydht_proto::conn::payload_for;
-use mydht_proto::{Held, Payload, ReplicaEntry, Request, Version};
+use mydht_proto::{Held, Payload, ReplicaEntry, Request, Version, WriteId};
 use mydht_ring::{NodeId, TokenRange};
 use mydht_store::{Lookup, Outcome, Store, StoreError};
 use thiserror::Error;
@@ -23,6 +24,7 @@ use tokio::time::timeout;
 
 use crate::value::ValueStream;
 use crate::value::sink::{ToPeerError, ToStoreError, to_peer, to_store};
+use writes::WriteLog;
 
 /// Why a replica call failed.
 #[derive(Debug, Error)]
@@ -68,6 +70,8 @@ pub(crate) struct Replicas<S> {
     cluster: Cluster,
     chunk: usize,
     max_value_len: u64,
+    /// The client writes this node applied as a replica.
+    writes: Arc<WriteLog>,
 }
 
 impl<S> Clone for Replicas<S> {
@@ -77,6 +81,7 @@ impl<S> Clone for Replicas<S> {
             cluster: self.cluster.clone(),
             chunk: self.chunk,
             max_value_len: self.max_value_len,
+            writes: self.writes.clone(),
         }
     }
 }
@@ -88,7 +93,39 @@ impl<S: Store> Replicas<S> {
             cluster,
             chunk,
             max_value_len,
+            writes: Arc::default(),
         }
+    }
+
+    /// Remembers that this node, as a replica, holds `version` of `key`
+    /// for the client write `id` (applied now, or held already).
+    pub fn note_write(&self, id: Option<WriteId>, key: &[u8], version: &Version, stored: &Stored) {
+        if let Some(id) = id
+            && (stored.applied || stored.held.as_ref() == Some(version))
+        {
+            self.writes.remember(id, key, version);
+        }
+    }
+
+    /// The version `node` applied of `key` for the client write `id`, if
+    /// it remembers one.
+    pub async fn recall(
+        &self,
+        node: &NodeId,
+        id: WriteId,
+        key: Bytes,
+    ) -> Result<Option<Version>, ReplicaError> {
+        if self.is_me(node) {
+            return Ok(self.writes.recall(id, &key));
+        }
+        let request = Request::ReplicaRecall { key, write_id: id };
+        let recalled: Recalled = self.cluster.rpc().call(node, request).await?;
+        Ok(recalled.0)
+    }
+
+    /// What this node remembers of the client write `id` on `key`.
+    pub fn recall_local(&self, id: WriteId, key: &[u8]) -> Option<Version> {
+        self.writes.recall(id, key)
     }
 
     fn is_me(&self, node: &NodeId) -> bool {
@@ -181,13 +218,16 @@ impl<S: Store> Replicas<S> {
         key: Bytes,
         version: Version,
         value: Option<Bytes>,
+        write_id: Option<WriteId>,
     ) -> Result<Stored, ReplicaError> {
         if self.is_me(node) {
             let outcome = match value {
-                Some(v) => self.store.put(&key, version, v).await?,
-                None => self.store.delete(&key, version).await?,
+                Some(v) => self.store.put(&key, version.clone(), v).await?,
+                None => self.store.delete(&key, version.clone()).await?,
             };
-            return Ok(self.stored_locally(&key, outcome).await?);
+            let stored = self.stored_locally(&key, outcome).await?;
+            self.note_write(write_id, &key, &version, &stored);
+            return Ok(stored);
         }
         let rpc = self.cluster.rpc();
         let deadline = rpc.request_timeout();
@@ -196,6 +236,7 @@ impl<S: Store> Replicas<S> {
             key,
             version,
             value: payload,
+            write_id,
         };
         let call = async {
             let mut ex = rpc.request(node, request).await?;
@@ -222,10 +263,13 @@ impl<S: Store> Replicas<S> {
         key: Bytes,
         version: Version,
         value: ValueStream,
+        write_id: Option<WriteId>,
     ) -> Result<Stored, ReplicaError> {
         if self.is_me(node) {
-            let outcome = to_store(&*self.store, &key, version, value).await?;
-            return Ok(self.stored_locally(&key, outcome).await?);
+            let outcome = to_store(&*self.store, &key, version.clone(), value).await?;
+            let stored = self.stored_locally(&key, outcome).await?;
+            self.note_write(write_id, &key, &version, &stored);
+            return Ok(stored);
         }
         let rpc = self.cluster.rpc();
         let deadline = rpc.request_timeout();
@@ -233,6 +277,7 @@ impl<S: Store> Replicas<S> {
             key,
             version,
             value: Some(Payload::Streamed { len: value.len() }),
+            write_id,
         };
         // A replica that takes nothing for the deadline counts against it,
         // like one that does not answer.
@@ -303,13 +348,13 @@ impl<S: Store> Replicas<S> {
             return Ok(false);
         };
         let stored = match found.value {
-            None => self.store(target, key, found.version, None).await,
+            None => self.store(target, key, found.version, None, None).await,
             Some(v) => match v.in_memory() {
                 Some(b) => {
                     let b = b.clone();
-                    self.store(target, key, found.version, Some(b)).await
+                    self.store(target, key, found.version, Some(b), None).await
                 }
-                None => Box::pin(self.store_stream(target, key, found.version, v)).await,
+                None => Box::pin(self.store_stream(target, key, found.version, v, None)).await,
             },
         };
         Ok(stored?.applied)

@@ -48,27 +48,31 @@ pub fn request() -> impl Strategy<Value = Request> {
             payload(),
             write_id(),
             prop::option::of(version()),
-            any::<Option<u8>>()
+            any::<Option<u8>>(),
+            any::<bool>()
         )
-            .prop_map(|(key, value, write_id, seen, w)| Request::Put(Put {
+            .prop_map(|(key, value, write_id, seen, w, retry)| Request::Put(Put {
                 key,
                 value,
                 write_id,
                 seen,
-                w
+                w,
+                retry
             })),
         (key(), any::<Option<u8>>()).prop_map(|(key, r)| Request::Get(Get { key, r })),
         (
             key(),
             write_id(),
             prop::option::of(version()),
-            any::<Option<u8>>()
+            any::<Option<u8>>(),
+            any::<bool>()
         )
-            .prop_map(|(key, write_id, seen, w)| Request::Del(Del {
+            .prop_map(|(key, write_id, seen, w, retry)| Request::Del(Del {
                 key,
                 write_id,
                 seen,
-                w
+                w,
+                retry
             })),
         key().prop_map(|key| Request::HasKey { key }),
         key().prop_map(|key| Request::Whereis { key }),
@@ -85,13 +89,18 @@ pub fn request() -> impl Strategy<Value = Request> {
                 asked
             }),
         node_id().prop_map(|node| Request::Join { node }),
-        (key(), version(), prop::option::of(payload())).prop_map(|(key, version, value)| {
-            Request::ReplicaStore {
+        (
+            key(),
+            version(),
+            prop::option::of(payload()),
+            prop::option::of(write_id())
+        )
+            .prop_map(|(key, version, value, write_id)| Request::ReplicaStore {
                 key,
                 version,
                 value,
-            }
-        }),
+                write_id,
+            }),
         key().prop_map(|key| Request::ReplicaFetch { key }),
         key().prop_map(|key| Request::ReplicaProbe { key }),
         Just(Request::Members),
@@ -106,6 +115,7 @@ pub fn request() -> impl Strategy<Value = Request> {
                 clock_ms,
             }
         }),
+        (key(), write_id()).prop_map(|(key, write_id)| Request::ReplicaRecall { key, write_id }),
     ]
 }
 
@@ -203,6 +213,7 @@ pub fn response() -> impl Strategy<Value = Response> {
         )),
         error_reply().prop_map(Response::Error),
         (any::<u64>(), any::<u64>()).prop_map(|(count, hash)| Response::Digest { count, hash }),
+        prop::option::of(version()).prop_map(Response::Recalled),
     ]
 }
 

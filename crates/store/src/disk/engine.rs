@@ -30,6 +30,9 @@ pub(crate) struct Engine {
     pub files: Keyspace,
     pub counters: Keyspace,
     pub hints: Keyspace,
+    /// Makes each hint's read-then-write one step (hints bypass the
+    /// writer thread).
+    pub hint_lock: std::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -79,6 +82,7 @@ impl Engine {
             files: ks("files")?,
             counters: ks("counters")?,
             hints: ks("hints")?,
+            hint_lock: std::sync::Mutex::new(()),
             db,
         })
     }

@@ -445,6 +445,7 @@ impl Store for DiskStore {
     // the store's close.
     async fn put_hint(&self, hint: Hint) -> Result<(), StoreError> {
         self.blocking(move |e| {
+            let _one_at_a_time = e.hint_lock.lock().unwrap_or_else(PoisonError::into_inner);
             let k = hint_key(&hint.target, &hint.key);
             let held = e
                 .hints
@@ -476,6 +477,7 @@ impl Store for DiskStore {
         let k = hint_key(target, key);
         let version = version.clone();
         self.blocking(move |e| {
+            let _one_at_a_time = e.hint_lock.lock().unwrap_or_else(PoisonError::into_inner);
             let held = e
                 .hints
                 .get(&k)
