@@ -183,6 +183,12 @@ pub struct NodeArgs {
     /// `-c balance`).
     #[arg(long = "anti-entropy-interval", default_value = "60s", value_parser = interval_or_off)]
     pub anti_entropy_interval: Interval,
+    /// How long a delete's tombstone is kept once every replica holds it
+    /// (`24h`, `10d`). A node away longer than this must be purged when it
+    /// comes back; a copy it kept of a key deleted meanwhile that no owner
+    /// holds is then dropped, never pushed back.
+    #[arg(long = "tombstone-grace", value_parser = humantime::parse_duration, default_value = "24h")]
+    pub tombstone_grace: std::time::Duration,
 }
 
 /// A duration, or `off`.

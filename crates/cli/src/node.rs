@@ -69,6 +69,7 @@ async fn start(args: NodeArgs) -> anyhow::Result<NodeHandle> {
     cfg.replicas = args.replicas;
     cfg.remove_after = args.remove_after;
     cfg.anti_entropy_interval = args.anti_entropy_interval.0;
+    cfg.tombstone_grace = args.tombstone_grace;
     cfg.hints = HintConfig {
         max_bytes: args.hint_max_bytes,
         max_age: args.hint_max_age,

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{Then, plan};
+use super::plan::{Then, plan, settled};
 use super::{Pass, Report};
 use crate::replication::{ReplicaError, Replicas};
 
@@ -97,6 +97,17 @@ struct EntryWork {
     bytes: u64,
     dropped: bool,
     failed: Vec<(NodeId, String)>,
+}
+
+/// What the owners hold of a former owner's old copy.
+enum NoOwner {
+    /// Some owner holds a version of it: purge as usual.
+    Holds,
+    /// Every owner answered that it holds nothing, in a settled ring.
+    Stale,
+    /// Some owner could not be asked, or members are joining or leaving:
+    /// keep the copy for a later purge.
+    Unsure,
 }
 
 /// Everything a pass works with.
@@ -214,6 +225,29 @@ impl<S: Store> Engine<S> {
         if plan.is_empty() {
             return out;
         }
+        if matches!(pass, Pass::Purge)
+            && !meta.stamp.is_tombstone()
+            && self.past_grace(meta.stamp.version())
+        {
+            match self
+                .held_by_no_owner(ring, &plan.ensure, &meta, &mut out)
+                .await
+            {
+                NoOwner::Holds => {}
+                // This former owner's copy may be a key deleted while it no
+                // longer owned it, whose tombstone was collected: pushing
+                // it back would bring the delete back, so it is dropped.
+                NoOwner::Stale => {
+                    if let Ok(Purge::Removed) = self.store.drop_entry(&meta.key, &meta.stamp).await
+                    {
+                        tracing::info!(key = %String::from_utf8_lossy(&meta.key), "dropped a copy no owner holds, older than the tombstone grace (deleted while this node did not own it)");
+                        out.dropped = true;
+                    }
+                    return out;
+                }
+                NoOwner::Unsure => return out,
+            }
+        }
         if let Some(sender) = &plan.check_sender {
             out.probes += 1;
             match self.replicas.probe(sender, meta.key.clone()).await {
@@ -252,6 +286,41 @@ impl<S: Store> Engine<S> {
             Then::CollectTombstone | Then::Drop => {}
         }
         out
+    }
+
+    /// Whether any owner holds this entry (a value a former owner still
+    /// holds, older than the tombstone grace). Every owner holding nothing,
+    /// in a ring where nobody joins or leaves, means the key was deleted
+    /// and its tombstone collected after this node stopped owning it (or
+    /// every owner lost it, a loss beyond what replication tolerates).
+    async fn held_by_no_owner(
+        &self,
+        ring: &Ring,
+        owners: &[NodeId],
+        meta: &EntryMeta,
+        out: &mut EntryWork,
+    ) -> NoOwner {
+        let mut unsure = !settled(ring);
+        for node in owners {
+            if self.cluster.is_down(node) {
+                unsure = true;
+                continue;
+            }
+            out.probes += 1;
+            match self.replicas.probe(node, meta.key.clone()).await {
+                Ok(Some(_)) => return NoOwner::Holds,
+                Ok(None) => {}
+                Err(e) => {
+                    unsure = true;
+                    out.failed.push((node.clone(), e.to_string()));
+                }
+            }
+        }
+        if unsure {
+            NoOwner::Unsure
+        } else {
+            NoOwner::Stale
+        }
     }
 
     /// Makes sure `node` holds this entry's version or a newer one, sending
