@@ -208,13 +208,14 @@ fn interval_or_off(s: &str) -> Result<Interval, String> {
 
 #[derive(Args, Debug)]
 pub struct ClientArgs {
-    /// put, get, del, haskey, whereis, purge, remove, balance or ring.
+    /// put, get, del, haskey, whereis, purge, remove, balance, replicas or
+    /// ring.
     #[arg(short = 'c', long = "command")]
     pub command: String,
     /// For ring: print JSON (as `GET /v1/ring` serves it) instead of a table.
     #[arg(long = "json")]
     pub json: bool,
-    /// The key (for remove: the node to remove).
+    /// The key (for remove: the node to remove; for replicas: the new N).
     #[arg(short = 'k', long = "key")]
     pub key: Option<String>,
     /// The value to put (the seed spells it `-val`).

@@ -24,6 +24,7 @@ enum Op {
     Purge,
     Balance,
     Remove { node: mydht_client::NodeId },
+    Replicas { n: u8 },
     Ring { json: bool },
 }
 
@@ -121,6 +122,7 @@ pub async fn run(command: Command) -> ExitCode {
         Op::Purge => admin("PURGE", client.purge().await),
         Op::Balance => admin("BALANCE", client.balance().await),
         Op::Remove { node } => admin("REMOVE", client.remove(&node).await),
+        Op::Replicas { n } => admin("REPLICAS", client.set_replicas(n).await),
         // Over HTTP on the same port: the ring report is the node's view,
         // liveness included, not a data-path call.
         Op::Ring { json } => crate::ring::run(&target.addr(), json).await,
@@ -174,6 +176,17 @@ fn parse(command: Command) -> Result<(Op, Target), ExitCode> {
                     match mydht_client::NodeId::new(name) {
                         Ok(node) => Op::Remove { node },
                         Err(e) => return Err(usage(&format!("remove -k host:port: {e}"))),
+                    }
+                }
+                "replicas" => {
+                    let n = key("replicas")?;
+                    match n.parse::<u8>() {
+                        Ok(n) if n >= 1 => Op::Replicas { n },
+                        _ => {
+                            return Err(usage(&format!(
+                                "replicas -k N: {n:?} is not a number from 1 to 255"
+                            )));
+                        }
                     }
                 }
                 "leave" | "join" | "addnode" => {

@@ -123,16 +123,6 @@ fn http_get(node: &NodeProc, key: &str) -> Vec<u8> {
     out.stdout
 }
 
-fn whereis(node: &NodeProc, key: &str) -> Vec<String> {
-    let out = client(&node.port_arg(), &["-c", "whereis", "-k", key]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out)
-        .trim()
-        .split(", ")
-        .map(str::to_string)
-        .collect()
-}
-
 /// Keys whose replicas do not include `node`.
 fn keys_not_on(via: &NodeProc, node: &str) -> Vec<String> {
     (0..200)

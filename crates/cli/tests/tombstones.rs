@@ -25,16 +25,6 @@ fn flags(seed: Option<&str>) -> Vec<&str> {
     f
 }
 
-fn whereis(node: &NodeProc, key: &str) -> Vec<String> {
-    let out = client(&node.port_arg(), &["-c", "whereis", "-k", key]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out)
-        .trim()
-        .split(", ")
-        .map(str::to_string)
-        .collect()
-}
-
 fn ok(out: &std::process::Output, what: &str) {
     assert!(
         out.status.success(),

@@ -1,4 +1,4 @@
-//! The admin calls: purge, balance and remove.
+//! The admin calls: purge, balance, remove and replicas.
 //!
 //! Each answers only once the cluster has finished the data movement it
 //! starts, so it waits up to [`ClientOptions::admin_timeout`] rather than the
@@ -41,6 +41,15 @@ impl Client {
             asked: Vec::new(),
         };
         self.admin(false, request).await
+    }
+
+    /// Sets N for the whole ring; answers once every alive member holds
+    /// the new N. Keys then move to their new replicas in the background
+    /// (raising N copies each key to its new replicas; lowering it drops
+    /// extra copies only once the remaining N hold the same or a newer
+    /// version), and writes meanwhile reach both the old and the new ones.
+    pub async fn set_replicas(&self, n: u8) -> Result<(), ClientError> {
+        self.admin(false, Request::Replicas { n }).await
     }
 
     async fn admin(&self, pinned: bool, request: Request) -> Result<(), ClientError> {

@@ -27,6 +27,7 @@ mod manager;
 pub mod net;
 mod persist;
 mod pool;
+mod replicas;
 mod rpc;
 pub mod sim;
 mod swim;
@@ -50,6 +51,7 @@ pub use error::{JoinError, MembershipError, PersistError, RejoinError, RpcError,
 pub use liveness::{DownSet, Liveness, LivenessEvent, events};
 pub use manager::Applied;
 pub use persist::FILE as MEMBERSHIP_FILE;
+pub use replicas::{ReplicasChange, ReplicasError};
 pub use rpc::{Done, FromResponse, Recalled, RemoteDigest, Rpc, Stored, decode};
 pub use view::{Change, Merged, View};
 

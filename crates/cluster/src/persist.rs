@@ -31,6 +31,9 @@ struct Persisted {
     vnodes: u32,
     #[serde(default)]
     params_version: u64,
+    /// While N changes, the N the data is complete under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous_replicas: Option<usize>,
     members: Vec<Member>,
 }
 
@@ -73,8 +76,13 @@ impl ViewFile {
                 me: self.me.clone(),
             });
         }
-        let params =
+        let mut params =
             RingParams::new(saved.replicas, saved.vnodes).map_err(|e| invalid(e.to_string()))?;
+        if let Some(previous) = saved.previous_replicas {
+            params = params
+                .changing_from(previous)
+                .map_err(|e| invalid(e.to_string()))?;
+        }
         let view = View::new(params, saved.params_version, saved.members);
         view.to_ring().map_err(|e| invalid(e.to_string()))?;
         Ok(Some(view))
@@ -92,6 +100,7 @@ impl ViewFile {
             replicas: view.params().replicas(),
             vnodes: view.params().vnodes(),
             params_version: view.params_version(),
+            previous_replicas: view.params().previous(),
             members: view.members().to_vec(),
         };
         let text = serde_json::to_vec_pretty(&saved).map_err(|e| PersistError::Invalid {

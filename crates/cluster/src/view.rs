@@ -109,7 +109,10 @@ impl View {
 
     /// A view as it travels on the wire.
     pub fn from_wire(m: Members) -> Result<Self, ViewError> {
-        let params = RingParams::new(usize::from(m.replicas), m.vnodes)?;
+        let mut params = RingParams::new(usize::from(m.replicas), m.vnodes)?;
+        if let Some(previous) = m.previous_replicas {
+            params = params.changing_from(usize::from(previous))?;
+        }
         Ok(Self::new(params, m.params_version, m.members))
     }
 
@@ -122,6 +125,10 @@ impl View {
             replicas: u8::try_from(self.params.replicas()).unwrap_or(u8::MAX),
             vnodes: self.params.vnodes(),
             params_version: self.params_version,
+            previous_replicas: self
+                .params
+                .previous()
+                .map(|p| u8::try_from(p).unwrap_or(u8::MAX)),
             members: self.members.clone(),
         }
     }
@@ -250,10 +257,12 @@ impl View {
         })
     }
 
-    /// Refuses `other` when its N, V or their version differ from this
-    /// view's (see [`ViewError::OtherParams`]).
+    /// Refuses `other` when its V differs from this view's (another
+    /// cluster, or a forgery: see [`ViewError::OtherParams`]). N may
+    /// differ: it changes live, and the merge takes the N with the higher
+    /// version.
     pub fn same_params(&self, other: &View) -> Result<(), ViewError> {
-        if self.params == other.params && self.params_version == other.params_version {
+        if self.params.vnodes() == other.params.vnodes() {
             return Ok(());
         }
         Err(ViewError::OtherParams {
@@ -324,8 +333,8 @@ impl View {
 
 /// Orders two settings of one version (only views of two clusters that
 /// were never one disagree so): any fixed order keeps merging convergent.
-fn params_key(p: RingParams) -> (usize, u32) {
-    (p.replicas(), p.vnodes())
+fn params_key(p: RingParams) -> (usize, u32, Option<usize>) {
+    (p.replicas(), p.vnodes(), p.previous())
 }
 
 /// The members that are not removed, but `me`.

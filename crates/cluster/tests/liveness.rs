@@ -62,6 +62,7 @@ async fn fake_member(answering: Arc<AtomicBool>) -> NodeId {
                             replicas: 1,
                             vnodes: 1,
                             params_version: 1,
+                            previous_replicas: None,
                             members: vec![],
                         };
                         let answer = Frame::new(frame.id, Body::Response(Response::Members(view)));

@@ -263,6 +263,21 @@ pub enum Request {
         /// The client write.
         write_id: WriteId,
     },
+    /// Admin: set N for the whole ring. Answered with [`Response::Done`]
+    /// once every alive member holds the new N; the data then moves to the
+    /// new replicas in the background.
+    Replicas {
+        /// The new N.
+        n: u8,
+    },
+    /// Member call, while N changes: copy every key this node replicates
+    /// to the key's new replicas (only the members in `asked`, which run
+    /// this too, may be elected to send a key). Answered with
+    /// [`Response::Done`] once done.
+    Reshape {
+        /// The members asked to run it.
+        asked: Vec<NodeId>,
+    },
 }
 
 /// What a node holds of a key: told apart, unlike haskey's `0.0`.
@@ -301,6 +316,9 @@ pub struct Members {
     pub vnodes: u32,
     /// The version of N and V.
     pub params_version: u64,
+    /// While N changes: the N every key's data is complete under (reads
+    /// use it until the change is done).
+    pub previous_replicas: Option<u8>,
     /// Every member with its state and version, removed ones included.
     pub members: Vec<Member>,
 }

@@ -29,6 +29,7 @@ fn members() -> Members {
         replicas: 3,
         vnodes: 512,
         params_version: 1,
+        previous_replicas: None,
         members: vec![],
     }
 }
@@ -118,10 +119,12 @@ fn request_variant_indices_are_stable() {
             key: Bytes::from_static(b"k"),
             write_id: wid,
         },
+        Request::Replicas { n: 5 },
+        Request::Reshape { asked: vec![] },
     ];
     let tags: Vec<u8> = requests.iter().map(tag).collect();
-    assert_eq!(tags, (0..18).collect::<Vec<u8>>());
-    assert_eq!(REQUEST_KINDS, 18);
+    assert_eq!(tags, (0..20).collect::<Vec<u8>>());
+    assert_eq!(REQUEST_KINDS, 20);
 }
 
 #[test]

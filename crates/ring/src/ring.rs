@@ -39,11 +39,17 @@ pub const MAX_MEMBERS: usize = 65_536;
 pub const MAX_TOKENS: usize = 1 << 20;
 
 /// The ring's configuration: replication level N and virtual nodes per
-/// member V. Every member of a cluster must use the same values.
+/// member V, and while N changes, the N the data is complete under
+/// (`previous`). Every member of a cluster must use the same V.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RingParams {
     replicas: usize,
     vnodes: u32,
+    /// While N changes: the N every key's data is complete under. The
+    /// current placement uses it (reads, `whereis`), the target one the
+    /// new N, and a write must reach both, as while members join or leave.
+    #[serde(default)]
+    previous: Option<usize>,
 }
 
 impl RingParams {
@@ -61,10 +67,42 @@ impl RingParams {
                 max: MAX_VNODES,
             });
         }
-        Ok(Self { replicas, vnodes })
+        Ok(Self {
+            replicas,
+            vnodes,
+            previous: None,
+        })
     }
 
-    /// The configured replication level N.
+    /// These parameters while N changes from `previous` to this N; no
+    /// change when they are equal.
+    pub fn changing_from(self, previous: usize) -> Result<Self, RingError> {
+        if !(1..=MAX_REPLICAS).contains(&previous) {
+            return Err(RingError::InvalidReplicas {
+                replicas: previous,
+                max: MAX_REPLICAS,
+            });
+        }
+        Ok(Self {
+            previous: (previous != self.replicas).then_some(previous),
+            ..self
+        })
+    }
+
+    /// The N data is complete under while N changes, if it does.
+    pub fn previous(&self) -> Option<usize> {
+        self.previous
+    }
+
+    /// These parameters with no change of N under way.
+    pub fn settled(self) -> Self {
+        Self {
+            previous: None,
+            ..self
+        }
+    }
+
+    /// The configured replication level N (the new one while N changes).
     pub fn replicas(&self) -> usize {
         self.replicas
     }
@@ -80,6 +118,7 @@ impl Default for RingParams {
         Self {
             replicas: DEFAULT_REPLICAS,
             vnodes: DEFAULT_VNODES,
+            previous: None,
         }
     }
 }
@@ -103,6 +142,16 @@ pub struct Quorum {
 }
 
 impl Quorum {
+    /// Majorities of `n` (at least 1).
+    fn majority(n: usize) -> Self {
+        let majority = (n / 2 + 1).max(1);
+        Self {
+            n,
+            w: majority,
+            r: majority,
+        }
+    }
+
     /// The effective N: the configured N, or fewer if fewer members hold data.
     pub fn n(&self) -> usize {
         self.n
@@ -156,6 +205,12 @@ impl RingVersion {
         h.update((params.replicas as u64).to_be_bytes());
         h.update(params.vnodes.to_be_bytes());
         h.update(params_version.to_be_bytes());
+        // Absent in a settled ring, so its version is what it was before N
+        // could change.
+        if let Some(p) = params.previous {
+            h.update(b"previous");
+            h.update((p as u64).to_be_bytes());
+        }
         for m in members {
             // The length first, so no two lists of names hash alike.
             h.update((m.id().as_str().len() as u64).to_be_bytes());
@@ -264,19 +319,23 @@ impl Ring {
             target: Table::default(),
             collisions,
         };
-        ring.current = ring.build_table(MemberState::holds_data);
-        ring.target = ring.build_table(MemberState::is_target);
+        let (now, next) = (
+            ring.params.previous.unwrap_or(ring.params.replicas),
+            ring.params.replicas,
+        );
+        ring.current = ring.build_table(MemberState::holds_data, now);
+        ring.target = ring.build_table(MemberState::is_target, next);
         ring
     }
 
-    fn build_table(&self, eligible: fn(MemberState) -> bool) -> Table {
+    fn build_table(&self, eligible: fn(MemberState) -> bool, replicas: usize) -> Table {
         let is_eligible = |idx: u32| eligible(self.members[idx as usize].state());
         let count = self
             .members
             .iter()
             .filter(|m| m.state().has_tokens() && eligible(m.state()))
             .count();
-        let n = self.params.replicas.min(count);
+        let n = replicas.min(count);
         let t = self.tokens.len();
         let mut lists = Vec::with_capacity(t * n);
         if n > 0 {
@@ -352,13 +411,15 @@ impl Ring {
 
     /// The effective N and default quorums, from the current placement.
     pub fn quorum(&self) -> Quorum {
-        let n = self.current.n;
-        let majority = (n / 2 + 1).max(1);
-        Quorum {
-            n,
-            w: majority,
-            r: majority,
-        }
+        Quorum::majority(self.current.n)
+    }
+
+    /// The quorum of the target placement: what a write needs of the
+    /// replicas a key will have once members joining or leaving, or a
+    /// change of N, are done (the same as [`quorum`](Self::quorum) in a
+    /// settled ring).
+    pub fn target_quorum(&self) -> Quorum {
+        Quorum::majority(self.target.n)
     }
 
     /// The index of the token that owns `pos`: the first at or after it,
@@ -622,6 +683,67 @@ mod tests {
             .map(|(_, s)| s)
             .sum();
         assert!((total - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn while_n_changes_reads_keep_the_old_n_and_writes_reach_both() {
+        let members: Vec<Member> = (0..6)
+            .map(|i| member(&format!("n{i}:1"), MemberState::Up))
+            .collect();
+        let at = |n: usize, previous: Option<usize>| {
+            let mut p = RingParams::new(n, 16).expect("params");
+            if let Some(prev) = previous {
+                p = p.changing_from(prev).expect("previous");
+            }
+            Ring::new(p, 2, members.clone()).expect("ring")
+        };
+        let (three, five, two) = (at(3, None), at(5, None), at(2, None));
+        let raising = at(5, Some(3));
+        let lowering = at(2, Some(5));
+        assert_eq!(raising.params().previous(), Some(3));
+        assert_ne!(
+            raising.version(),
+            five.version(),
+            "the change is its own ring"
+        );
+        assert_eq!(
+            at(3, Some(3)).params().previous(),
+            None,
+            "no change to the same N"
+        );
+        for p in [1u64, 1 << 40, u64::MAX / 3, u64::MAX - 7] {
+            let pos = Position(p);
+            // Raising: reads and whereis on the 3 that hold the data, writes
+            // to the 5, the quorums those of each set.
+            assert_eq!(
+                raising.preference_list(pos).to_vec(),
+                three.preference_list(pos).to_vec()
+            );
+            let (now, next) = raising.owner_sets(pos);
+            assert_eq!(now.to_vec(), three.preference_list(pos).to_vec());
+            assert_eq!(
+                next.map(|s| s.to_vec()),
+                Some(five.preference_list(pos).to_vec())
+            );
+            assert_eq!(raising.write_set(pos, |_| false).len(), 5);
+            assert_eq!((raising.quorum().n(), raising.target_quorum().w()), (3, 3));
+            // Lowering: reads on the 5 until the change is done, the new
+            // replicas the first 2 of them.
+            let (now, next) = lowering.owner_sets(pos);
+            assert_eq!(now.to_vec(), five.preference_list(pos).to_vec());
+            assert_eq!(
+                next.map(|s| s.to_vec()),
+                Some(two.preference_list(pos).to_vec())
+            );
+            assert_eq!(
+                two.preference_list(pos).to_vec()[..],
+                five.preference_list(pos).to_vec()[..2]
+            );
+            assert_eq!(
+                (lowering.quorum().w(), lowering.target_quorum().w()),
+                (3, 2)
+            );
+        }
     }
 
     #[test]

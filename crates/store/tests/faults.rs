@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::mount::Mount;
+use common::mount::{Mount, skip};
 use common::{Got, got, ver};
 use mydht_store::{DiskOptions, DiskStore, Store, StoreError};
 
@@ -56,7 +56,7 @@ async fn full_disk_is_a_typed_error_and_the_store_recovers_when_freed() {
     let m = match Mount::tmpfs(16) {
         Ok(m) => m,
         Err(why) => {
-            eprintln!("SKIPPED full-disk test: {why}");
+            skip("full-disk", &why);
             return;
         }
     };
@@ -133,13 +133,13 @@ async fn full_disk_is_a_typed_error_and_the_store_recovers_when_freed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn io_error_is_typed_and_acknowledged_writes_survive() {
     if let Err(why) = Mount::check_xfs_io() {
-        eprintln!("SKIPPED I/O-error test: {why}");
+        skip("I/O-error", &why);
         return;
     }
     let mut m = match Mount::ext4(64) {
         Ok(m) => m,
         Err(why) => {
-            eprintln!("SKIPPED I/O-error test: {why}");
+            skip("I/O-error", &why);
             return;
         }
     };

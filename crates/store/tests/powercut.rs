@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::child::{self, ChildGuard, Rng};
-use common::mount::Mount;
+use common::mount::{Mount, skip};
 use mydht_store::{DiskStore, SyncPolicy};
 
 #[test]
@@ -106,13 +106,13 @@ fn cut_once(m: &mut Mount, round: u64, plan: &Plan<'_>, rng: &mut Rng) -> Cut {
 #[test]
 fn power_cut_loses_nothing_acknowledged_and_no_sync_loses_some() {
     if let Err(why) = Mount::check_xfs_io() {
-        eprintln!("SKIPPED power-cut test: {why}");
+        skip("power-cut", &why);
         return;
     }
     let mut m = match Mount::ext4(256) {
         Ok(m) => m,
         Err(why) => {
-            eprintln!("SKIPPED power-cut test: {why}");
+            skip("power-cut", &why);
             return;
         }
     };

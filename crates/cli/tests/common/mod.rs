@@ -158,6 +158,32 @@ pub fn client(port: &str, args: &[&str]) -> Output {
     mydht(&all)
 }
 
+/// The replicas `mydht client -c whereis` prints for `key`, asked of `node`.
+pub fn whereis(node: &NodeProc, key: &str) -> Vec<String> {
+    let out = client(&node.port_arg(), &["-c", "whereis", "-k", key]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .trim()
+        .split(", ")
+        .map(str::to_string)
+        .collect()
+}
+
+/// The node's status, or `None` when it does not answer in time.
+pub fn status_of(name: &str) -> Option<mydht_node::NodeStatus> {
+    let mut s = TcpStream::connect_timeout(&name.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(
+        s,
+        "GET /status.json HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut page = String::new();
+    s.read_to_string(&mut page).ok()?;
+    let body = page.split_once("\r\n\r\n")?.1;
+    serde_json::from_str(body).ok()
+}
+
 /// The node's status, as `/status.json` serves it.
 pub fn status(name: &str) -> mydht_node::NodeStatus {
     let page = get_path(name, "/status.json");

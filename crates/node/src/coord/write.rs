@@ -44,7 +44,12 @@ impl<S: Store> Coordinator<S> {
         let c = &self.0;
         let ring = c.cluster.ring();
         let quorum = ring.quorum();
+        let asked_w = w;
         let w = quorum_of(w, quorum.w(), quorum.n(), "w")?;
+        // The new replica set's own majority (it has another size while N
+        // changes), or the w asked, at most its size.
+        let target = ring.target_quorum();
+        let w_next = asked_w.map_or(target.w(), |k| usize::from(k).min(target.n().max(1)));
         // Only a new write is refused for a clock far ahead: a retry of one
         // already made gets its first answer.
         let stamp = || {
@@ -77,7 +82,7 @@ impl<S: Store> Coordinator<S> {
         let tracker_for = || {
             let tracker = QuorumTracker::new().require(now.iter(), w, down);
             match &next {
-                Some(next) => tracker.require(next.iter(), w, down),
+                Some(next) => tracker.require(next.iter(), w_next, down),
                 None => tracker,
             }
         };

@@ -43,7 +43,7 @@ pub(super) fn answer(what: &str, failed: Vec<String>) -> Reply {
 /// Members not alive are not waited for: an admin call finishes within a
 /// bound whatever a dead or paused member does. They are named in the log;
 /// the answer names the alive members that did not finish.
-fn skipped_note(what: &str, skipped: &[NodeId]) {
+pub(super) fn skipped_note(what: &str, skipped: &[NodeId]) {
     if !skipped.is_empty() {
         let names: Vec<&str> = skipped.iter().map(NodeId::as_str).collect();
         tracing::warn!(skipped = %names.join(", "), "{what}: members not alive were not asked");
@@ -51,7 +51,7 @@ fn skipped_note(what: &str, skipped: &[NodeId]) {
 }
 
 /// This node's failures, then the other members'.
-fn failures<S: Store>(
+pub(super) fn failures<S: Store>(
     node: &Node<S>,
     mine: &Report,
     theirs: Vec<mydht_cluster::RpcError>,

@@ -13,6 +13,7 @@ mod kv;
 mod local;
 mod members;
 mod replica;
+mod replicas;
 
 use mydht_proto::{ErrorReply, Request, Response};
 use mydht_store::Store;
@@ -84,6 +85,8 @@ pub(crate) async fn route<S: Store>(
             forwarded,
             asked,
         } => Box::pin(admin::remove(node, target, forwarded.then_some(asked))).await,
+        Request::Replicas { n } => Box::pin(replicas::replicas(node, n)).await,
+        Request::Reshape { asked } => Box::pin(replicas::reshape(node, asked)).await,
     }
 }
 

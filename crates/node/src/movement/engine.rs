@@ -265,7 +265,9 @@ impl<S: Store> Engine<S> {
         }
         match plan.then {
             Then::Keep => {}
-            Then::CollectTombstone if all_hold => {
+            // The ring may have begun to change since the pass was planned
+            // (a join, a change of N): no tombstone goes then.
+            Then::CollectTombstone if all_hold && settled(&self.cluster.ring()) => {
                 if let Stamp::Tombstone(version) = &meta.stamp {
                     let req = PurgeRequest {
                         version: version.clone(),

@@ -52,6 +52,13 @@ pub(crate) enum Pass {
         /// The ring once this node is gone.
         after: Arc<Ring>,
     },
+    /// While N changes: send each key this node replicates now to the
+    /// key's replicas under the new N that lack it, from its first
+    /// replica among `senders` (the members asked to run this too).
+    Spread {
+        /// The members running this pass. Sorted.
+        senders: Arc<[NodeId]>,
+    },
 }
 
 impl Pass {
@@ -66,6 +73,15 @@ impl Pass {
         }
     }
 
+    /// A spread run by the members in `asked` only.
+    pub fn spread_by(mut asked: Vec<NodeId>) -> Self {
+        asked.sort();
+        asked.dedup();
+        Self::Spread {
+            senders: Arc::from(asked),
+        }
+    }
+
     /// The pass's name on the status page.
     pub fn name(&self) -> &'static str {
         match self {
@@ -74,6 +90,7 @@ impl Pass {
             Self::Purge => "purge",
             Self::Leave { .. } => "leave",
             Self::Collect => "collect",
+            Self::Spread { .. } => "replicas",
         }
     }
 }

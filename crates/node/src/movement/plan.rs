@@ -56,9 +56,11 @@ impl Plan {
 /// Whether no member is joining or leaving: only then do the current owners
 /// of a range hold everything a tombstone must cover.
 pub(crate) fn settled(ring: &Ring) -> bool {
-    ring.members()
-        .iter()
-        .all(|m| matches!(m.state(), MemberState::Up | MemberState::Removed))
+    ring.params().previous().is_none()
+        && ring
+            .members()
+            .iter()
+            .all(|m| matches!(m.state(), MemberState::Up | MemberState::Removed))
 }
 
 /// What `pass` does on `me` with an entry at `position` (a tombstone or a
@@ -137,6 +139,44 @@ pub(crate) fn plan(
                     .filter(|n| !now.contains(n) && n != me)
                     .collect(),
                 then: Then::Keep,
+            }
+        }
+        Pass::Spread { senders } => {
+            let current = ring.placement(Placement::Current, position).to_vec();
+            if !current.contains(me) {
+                return Plan::nothing();
+            }
+            let target: Vec<NodeId> = ring
+                .placement(Placement::Target, position)
+                .to_vec()
+                .into_iter()
+                .filter(|n| n != me)
+                .collect();
+            if target.is_empty() {
+                return Plan::nothing();
+            }
+            // One current replica sends, as in a restore: the first that
+            // runs this pass and is not down. The others check it holds
+            // their version, and send too when it does not.
+            let sender = current
+                .iter()
+                .find(|n| !is_down(n) && senders.binary_search(n).is_ok());
+            match sender {
+                Some(s) if s == me => Plan {
+                    check_sender: None,
+                    ensure: target,
+                    then: Then::Keep,
+                },
+                Some(s) => Plan {
+                    check_sender: Some(s.clone()),
+                    ensure: target,
+                    then: Then::Keep,
+                },
+                None => Plan {
+                    check_sender: None,
+                    ensure: target,
+                    then: Then::Keep,
+                },
             }
         }
         Pass::Purge => {

@@ -24,6 +24,10 @@ pub struct RingReport {
     pub epoch: u64,
     /// The configured replication level N.
     pub replicas: usize,
+    /// While N changes: the N the data is complete under (reads and
+    /// `whereis` still use it); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changing_from: Option<usize>,
     /// Virtual nodes per member.
     pub vnodes: u32,
     /// The members in the ring: joining, up and leaving.
@@ -90,6 +94,7 @@ pub(crate) fn report<S: Store>(node: &Node<S>) -> RingReport {
         version: ring.version().to_string(),
         epoch: ring.epoch(),
         replicas: ring.params().replicas(),
+        changing_from: ring.params().previous(),
         vnodes: ring.params().vnodes(),
         members,
         removed,

@@ -116,24 +116,29 @@ pub fn request() -> impl Strategy<Value = Request> {
             }
         }),
         (key(), write_id()).prop_map(|(key, write_id)| Request::ReplicaRecall { key, write_id }),
+        any::<u8>().prop_map(|n| Request::Replicas { n }),
+        prop::collection::vec(node_id(), 0..4).prop_map(|asked| Request::Reshape { asked }),
     ]
 }
 
 pub fn members() -> impl Strategy<Value = Members> {
     (
         (any::<u64>(), any::<u64>(), any::<u64>()),
-        any::<u8>(),
+        (any::<u8>(), any::<Option<u8>>()),
         any::<u32>(),
         prop::collection::vec(member(), 0..5),
     )
         .prop_map(
-            |((version, epoch, params_version), replicas, vnodes, members)| Members {
-                version,
-                epoch,
-                replicas,
-                vnodes,
-                params_version,
-                members,
+            |((version, epoch, params_version), (replicas, previous_replicas), vnodes, members)| {
+                Members {
+                    version,
+                    epoch,
+                    replicas,
+                    vnodes,
+                    params_version,
+                    previous_replicas,
+                    members,
+                }
             },
         )
 }
