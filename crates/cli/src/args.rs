@@ -92,6 +92,14 @@ pub struct BenchArgs {
     /// Use random keys from 0 to KEYSPACE-1 (otherwise one key).
     #[arg(short = 'r')]
     pub keyspace: Option<u64>,
+    /// Sequential keys from this number, each request a new key (START,
+    /// START+1, ...), in place of random ones: loads an exact key set.
+    #[arg(
+        long = "sequential-from",
+        value_name = "START",
+        conflicts_with = "keyspace"
+    )]
+    pub sequential_from: Option<u64>,
     /// Requests in flight per connection.
     #[arg(short = 'P', default_value_t = 1)]
     pub pipeline: usize,

@@ -91,15 +91,20 @@ pub async fn run(args: BenchArgs) -> ExitCode {
         for (c, client) in clients.iter().enumerate() {
             for p in 0..args.pipeline {
                 let (client, value, issued) = (client.clone(), value.clone(), issued.clone());
-                let (total, keyspace) = (args.requests, args.keyspace);
+                let (total, keyspace, from) = (args.requests, args.keyspace, args.sequential_from);
                 let seed = 0x9e37_79b9_7f4a_7c15u64 ^ ((c * 131 + p) as u64 + 1);
                 workers.push(tokio::spawn(async move {
                     let mut rng = Rng(seed);
                     let mut latencies = Vec::new();
                     let mut errors = 0usize;
-                    while issued.fetch_add(1, Ordering::Relaxed) < total {
-                        let key = match keyspace {
-                            Some(r) if r > 0 => format!("key:{:012}", rng.next() % r),
+                    loop {
+                        let n = issued.fetch_add(1, Ordering::Relaxed);
+                        if n >= total {
+                            break;
+                        }
+                        let key = match (from, keyspace) {
+                            (Some(start), _) => format!("key:{:012}", start + n as u64),
+                            (None, Some(r)) if r > 0 => format!("key:{:012}", rng.next() % r),
                             _ => "key:000000000000".to_string(),
                         };
                         let t = Instant::now();

@@ -77,7 +77,7 @@ fn a_former_owner_back_after_the_grace_brings_no_deleted_key_back() {
     // deleted keys, where c is no longer a replica, are settled.
     let out = client(&a.port_arg(), &["-c", "balance"]);
     assert!(
-        out.status.success() || stderr(&out).contains(&format!("{}: down", c.name)),
+        out.status.success() || stderr(&out).contains(&format!("{} (down)", c.name)),
         "{}",
         stderr(&out)
     );

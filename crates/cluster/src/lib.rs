@@ -52,7 +52,7 @@ pub use liveness::{DownSet, Liveness, LivenessEvent, events};
 pub use manager::Applied;
 pub use persist::FILE as MEMBERSHIP_FILE;
 pub use replicas::{ReplicasChange, ReplicasError};
-pub use rpc::{Done, FromResponse, Recalled, RemoteDigest, Rpc, Stored, decode};
+pub use rpc::{Done, Entries, FromResponse, Leaves, Parts, Recalled, Rpc, Stored, decode};
 pub use view::{Change, Merged, View};
 
 use clocks::{OwnClock, off_the_median};

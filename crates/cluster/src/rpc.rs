@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mydht_proto::conn::{ConnError, Connection, Exchange};
-use mydht_proto::{Held, Members, ReplicaEntry, Request, Response, Version};
+use mydht_proto::{
+    Held, LeafDigest, LeafEntry, Members, PartDigest, ReplicaEntry, Request, Response, Version,
+};
 use mydht_ring::NodeId;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
@@ -132,20 +134,48 @@ impl FromResponse for Recalled {
     }
 }
 
-/// A replica's digest of a range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RemoteDigest {
-    /// Entries in the range.
-    pub count: u64,
-    /// XOR of their hashes.
-    pub hash: u64,
-}
+/// A replica's part digests (see [`Request::ReplicaParts`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parts(pub Vec<PartDigest>);
 
-impl FromResponse for RemoteDigest {
-    const EXPECTED: &'static str = "Digest";
+impl FromResponse for Parts {
+    const EXPECTED: &'static str = "Parts";
     fn from_response(r: Response) -> Result<Self, Response> {
         match r {
-            Response::Digest { count, hash } => Ok(RemoteDigest { count, hash }),
+            Response::Parts(p) => Ok(Parts(p)),
+            other => Err(other),
+        }
+    }
+}
+
+/// A replica's leaf digests (see [`Request::ReplicaLeaves`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leaves(pub Vec<LeafDigest>);
+
+impl FromResponse for Leaves {
+    const EXPECTED: &'static str = "Leaves";
+    fn from_response(r: Response) -> Result<Self, Response> {
+        match r {
+            Response::Leaves(l) => Ok(Leaves(l)),
+            other => Err(other),
+        }
+    }
+}
+
+/// A replica's entries of some leaves (see [`Request::ReplicaEntries`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entries {
+    /// How many of the asks (the first ones) were answered.
+    pub answered: u32,
+    /// (ask index, entry), in ask order.
+    pub entries: Vec<(u32, LeafEntry)>,
+}
+
+impl FromResponse for Entries {
+    const EXPECTED: &'static str = "Entries";
+    fn from_response(r: Response) -> Result<Self, Response> {
+        match r {
+            Response::Entries { answered, entries } => Ok(Entries { answered, entries }),
             other => Err(other),
         }
     }

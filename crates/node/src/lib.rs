@@ -19,7 +19,8 @@
 //! - **movement**: passes over the store that send keys where they belong
 //!   (a join's restore, a remove's, a leave's hand-off, purge), planned by
 //!   a pure function and owned by one queue with a node-wide budget.
-//! - **antientropy**: balance, comparing range digests first.
+//! - **antientropy**: balance and background rounds, walking the digests
+//!   the stores keep current.
 //! - **lifecycle**: this node's own join and leave.
 //! - **obs**: the typed status snapshot ([`NodeStatus`]) the status page,
 //!   `/status.json` and [`NodeHandle::status`] show.
@@ -70,5 +71,7 @@ pub use tasks::{WorkerInfo, WorkerState};
 /// The storage engines a node runs on, re-exported so that programs that
 /// start nodes pick an engine without depending on the store crate.
 pub mod store {
-    pub use mydht_store::{DiskOptions, DiskStore, MemoryStore, Store, StoreError, SyncPolicy};
+    pub use mydht_store::{
+        DiskOptions, DiskStore, Lookup, MemoryStore, Stamp, Store, StoreError, SyncPolicy,
+    };
 }

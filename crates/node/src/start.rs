@@ -312,6 +312,8 @@ fn build<S: Store>(cfg: NodeConfig, cluster: Cluster, store: S, tasks: Tasks) ->
         store.clone(),
         replicas.clone(),
         movement.clone(),
+        clock.clone(),
+        cfg.tombstone_grace,
     );
     Node::new(Parts {
         cfg,

@@ -179,7 +179,7 @@ impl Flavor for Appender<'_> {
 /// Variants of [`Body`] this release knows (the wire-format test pins it).
 pub const BODY_KINDS: u64 = 7;
 /// Variants of [`Request`](crate::Request) this release knows.
-pub const REQUEST_KINDS: u64 = 20;
+pub const REQUEST_KINDS: u64 = 23;
 const BODY_REQUEST_TAG: u64 = 2;
 
 /// Tells a body from a newer release (an unknown body or request variant)

@@ -42,10 +42,12 @@ pub use error::{ErrorCode, ErrorReply, Limited};
 pub use frame::{
     BODY_KINDS, Frame, FrameError, REQUEST_KINDS, decode_frame, encode_frame, frame_len,
 };
-pub use limits::{DEFAULT_CHUNK_SIZE, DEFAULT_MAX_FRAME_LEN, Limits, MAX_KEY_LEN, WINDOW};
+pub use limits::{
+    DEFAULT_CHUNK_SIZE, DEFAULT_MAX_FRAME_LEN, Limits, MAX_KEY_LEN, MAX_LEAF_PARTS, WINDOW,
+};
 pub use message::{
-    Body, Chunk, Del, Get, Held, Hello, Members, Payload, Peer, Put, ReplicaEntry, Request,
-    RequestId, Response, Welcome,
+    Body, Chunk, Del, Get, Held, Hello, LeafAsk, LeafDigest, LeafEntry, Members, PartDigest,
+    Payload, Peer, Put, ReplicaEntry, Request, RequestId, Response, Want, Welcome,
 };
 pub use preface::{
     MAGIC, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION, PREFACE_LEN, Preface, PrefaceError,

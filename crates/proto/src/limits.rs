@@ -14,6 +14,9 @@ pub const DEFAULT_CHUNK_SIZE: usize = 256 * 1024;
 /// Chunks a sender may have in flight on one stream beyond what the
 /// receiver has acknowledged consuming (see [`Body::Ack`](crate::Body)).
 pub const WINDOW: u32 = 8;
+/// The most parts one [`Request::ReplicaLeaves`](crate::Request) may name:
+/// their leaves' digests then fit well within a frame.
+pub const MAX_LEAF_PARTS: usize = 48;
 /// The default hard limit on one frame: a full chunk plus room for a key,
 /// versions and member lists.
 pub const DEFAULT_MAX_FRAME_LEN: usize = DEFAULT_CHUNK_SIZE + 64 * 1024;

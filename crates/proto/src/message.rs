@@ -278,6 +278,91 @@ pub enum Request {
         /// The members asked to run it.
         asked: Vec<NodeId>,
     },
+    /// Replica call: the digests of the parts of the circle (its top 8
+    /// bits), counting only entries whose position `cover` covers (the
+    /// ranges caller and callee both replicate, as inclusive intervals).
+    /// Answered with [`Response::Parts`], one per part in order.
+    ReplicaParts {
+        /// Inclusive position intervals.
+        cover: Vec<(u64, u64)>,
+    },
+    /// Replica call: the digests of every leaf (top 16 bits) of each part
+    /// named, clipped to `cover`. Answered with [`Response::Leaves`]: for
+    /// each part in the order asked, its leaves in order.
+    ReplicaLeaves {
+        /// Inclusive position intervals.
+        cover: Vec<(u64, u64)>,
+        /// The parts.
+        parts: Vec<u8>,
+    },
+    /// Replica call: entries of some leaves, clipped to `cover`, chosen by
+    /// each ask's [`Want`]. Answered with [`Response::Entries`], which may
+    /// answer only the first asks (the rest are asked again).
+    ReplicaEntries {
+        /// Inclusive position intervals.
+        cover: Vec<(u64, u64)>,
+        /// The leaves, and for each which entries.
+        asks: Vec<LeafAsk>,
+    },
+}
+
+/// One part's digest: entry count and the XOR of their hashes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct PartDigest {
+    /// Entries, values and tombstones.
+    pub count: u64,
+    /// The XOR of the entries' hashes, little-endian.
+    pub hash: [u8; 8],
+}
+
+/// One leaf's digest: entry count and the first 4 bytes of the XOR of
+/// their hashes (a whole circle of leaves stays near 5 bytes a leaf).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct LeafDigest {
+    /// Entries, values and tombstones.
+    pub count: u64,
+    /// The first 4 bytes (little-endian) of the XOR of the entries' hashes.
+    pub hash: [u8; 4],
+}
+
+/// Which entries of a leaf a [`Request::ReplicaEntries`] wants.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct LeafAsk {
+    /// The leaf (top 16 bits of a position).
+    pub leaf: u16,
+    /// Which of its entries.
+    pub want: Want,
+}
+
+/// The entries of a leaf an ask wants, each sent with its value when small.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Want {
+    /// The entry whose hash starts with these 4 bytes: the caller lacks
+    /// one entry the leaf holds and knows its hash from the leaves' XOR.
+    One([u8; 4]),
+    /// Every entry whose hash (little-endian) is not among these, the
+    /// hashes of the caller's own entries of the leaf: what the caller
+    /// lacks, or holds in another version.
+    Except(Vec<[u8; 8]>),
+}
+
+/// An entry listed by [`Response::Entries`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct LeafEntry {
+    /// The key.
+    pub key: Bytes,
+    /// Its version.
+    pub version: Version,
+    /// Whether it is a tombstone.
+    pub tombstone: bool,
+    /// The entry's hash (key, kind, version and value bytes), as leaves
+    /// XOR them, little-endian.
+    pub hash: [u8; 8],
+    /// The value's length (0 for a tombstone).
+    pub size: u64,
+    /// The value when small; `None` for a tombstone or a value to fetch
+    /// on its own (large, or past the answer's byte budget).
+    pub value: Option<Bytes>,
 }
 
 /// What a node holds of a key: told apart, unlike haskey's `0.0`.
@@ -384,6 +469,20 @@ pub enum Response {
     /// The answer to a replica recall: the version applied for that write
     /// id, if remembered.
     Recalled(Option<Version>),
+    /// The answer to [`Request::ReplicaParts`].
+    Parts(Vec<PartDigest>),
+    /// The answer to [`Request::ReplicaLeaves`].
+    Leaves(Vec<LeafDigest>),
+    /// The answer to [`Request::ReplicaEntries`].
+    Entries {
+        /// How many of the asks (the first ones) are answered in full.
+        /// Entries of the ask after them, if any, are that ask's first
+        /// ones: the answer was cut there, and the caller asks again for
+        /// the rest (`Except` the hashes it now knows).
+        answered: u32,
+        /// The entries, grouped by ask in order: (ask index, entry).
+        entries: Vec<(u32, LeafEntry)>,
+    },
 }
 
 /// Which messages carry a value as chunks after them: the one table the
@@ -460,6 +559,9 @@ impl Response {
             Response::Error(_) => "Error",
             Response::Digest { .. } => "Digest",
             Response::Recalled(_) => "Recalled",
+            Response::Parts(_) => "Parts",
+            Response::Leaves(_) => "Leaves",
+            Response::Entries { .. } => "Entries",
         }
     }
 }

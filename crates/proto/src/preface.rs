@@ -18,10 +18,13 @@ pub const MAGIC: [u8; 4] = [0xF0, b'M', b'D', b'H'];
 /// member entry a version and replaced one-shot announcements with gossip;
 /// a protocol-1 node would misread its member lists, so it is refused.
 /// Protocol 3 has a replica name the version it holds when it does not
-/// apply a write; a protocol-2 node would misread that answer.
+/// apply a write; a protocol-2 node would misread that answer. Protocol 4
+/// adds the digest-tree replica calls of anti-entropy; a protocol-3 node
+/// answers them as unknown requests (its anti-entropy rounds with newer
+/// members then fail and are reported, until it is upgraded too).
 pub const MIN_PROTOCOL_VERSION: u16 = 3;
 /// The highest protocol version this release speaks.
-pub const MAX_PROTOCOL_VERSION: u16 = 3;
+pub const MAX_PROTOCOL_VERSION: u16 = 4;
 /// Bytes in a preface.
 pub const PREFACE_LEN: usize = 8;
 

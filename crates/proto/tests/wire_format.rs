@@ -121,10 +121,22 @@ fn request_variant_indices_are_stable() {
         },
         Request::Replicas { n: 5 },
         Request::Reshape { asked: vec![] },
+        Request::ReplicaParts { cover: vec![] },
+        Request::ReplicaLeaves {
+            cover: vec![],
+            parts: vec![],
+        },
+        Request::ReplicaEntries {
+            cover: vec![(0, 1)],
+            asks: vec![LeafAsk {
+                leaf: 3,
+                want: Want::Except(vec![]),
+            }],
+        },
     ];
     let tags: Vec<u8> = requests.iter().map(tag).collect();
-    assert_eq!(tags, (0..20).collect::<Vec<u8>>());
-    assert_eq!(REQUEST_KINDS, 20);
+    assert_eq!(tags, (0..23).collect::<Vec<u8>>());
+    assert_eq!(REQUEST_KINDS, 23);
 }
 
 #[test]
@@ -149,9 +161,15 @@ fn response_and_error_variant_indices_are_stable() {
         Response::Error(ErrorReply::NotFound),
         Response::Digest { count: 1, hash: 2 },
         Response::Recalled(None),
+        Response::Parts(vec![]),
+        Response::Leaves(vec![]),
+        Response::Entries {
+            answered: 0,
+            entries: vec![],
+        },
     ];
     let tags: Vec<u8> = responses.iter().map(tag).collect();
-    assert_eq!(tags, (0..13).collect::<Vec<u8>>());
+    assert_eq!(tags, (0..16).collect::<Vec<u8>>());
 
     let errors = [
         ErrorReply::NotFound,
@@ -208,4 +226,30 @@ fn a_whole_frame_has_the_documented_layout() {
     )
     .expect("encodes");
     assert_eq!(&buf[..], [0, 0, 0, 4, 0xac, 0x02, 2, 5]);
+}
+
+#[test]
+fn the_most_leaves_one_call_may_ask_fit_in_a_frame() {
+    // Counts as large as a store of billions of keys per leaf would have.
+    let leaves = vec![
+        LeafDigest {
+            count: u64::from(u32::MAX),
+            hash: [0xff; 4],
+        };
+        MAX_LEAF_PARTS * 256
+    ];
+    let frame = Frame::new(
+        RequestId(u64::MAX),
+        Body::Response(Response::Leaves(leaves)),
+    );
+    let mut wire = bytes::BytesMut::new();
+    encode_frame(&frame, &mut wire, &Limits::default()).expect("fits the default frame limit");
+    assert!(wire.len() < DEFAULT_MAX_FRAME_LEN, "{} bytes", wire.len());
+    // A typical leaf (a few entries) is about 5 bytes.
+    let one = postcard::to_allocvec(&LeafDigest {
+        count: 15,
+        hash: [1, 2, 3, 4],
+    })
+    .expect("encodes");
+    assert_eq!(one.len(), 5);
 }

@@ -197,6 +197,8 @@ pub struct EntryMeta {
     pub stamp: Stamp,
     /// The value's length (0 for a tombstone).
     pub size: u64,
+    /// The hash of the value's bytes (zeros for a tombstone).
+    pub value_hash: crate::ValueHash,
 }
 
 /// Where a paged listing stopped; pass it back to continue after it.

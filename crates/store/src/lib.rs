@@ -2,8 +2,9 @@
 //!
 //! [`Store`] keeps, per key, the newest version written (last-writer-wins by
 //! [`Version`](mydht_proto::Version)) as a value or a tombstone, lists keys
-//! by ring range in position order, summarizes a range as a digest, and
-//! counts keys and bytes as it goes.
+//! by ring range in position order, keeps per-leaf digests of what it holds
+//! current as writes apply (see [`DigestTree`]), and counts keys and bytes
+//! as it goes.
 //! [`MemoryStore`] is the seed's in-memory behaviour (`--memory`);
 //! [`DiskStore`] is the durable default. The [`HybridClock`] that stamps a
 //! coordinator's writes lives here too, but the store never stamps: versions
@@ -43,7 +44,11 @@ mod memory;
 mod store;
 
 pub use clock::{ClockError, DEFAULT_MAX_SKEW, HybridClock};
-pub use digest::RangeDigest;
+pub use digest::{
+    Cover, DigestTree, LEAF_BITS, LEAVES, LEAVES_PER_PART, PART_BITS, PARTS, RangeDigest,
+    ValueHash, ValueHasher, entry_hash, leaf_digests, leaf_entries, leaf_of, part_digests,
+    value_hash,
+};
 pub use disk::{DiskOptions, DiskStore, SyncPolicy, UnknownSyncPolicy};
 pub use entry::{
     EntryMeta, Lookup, MAX_KEY_LEN, Outcome, Purge, PurgeRequest, ScanCursor, ScanPage, Stamp,

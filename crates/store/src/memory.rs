@@ -3,33 +3,35 @@
 //! Everything lives in one ordered map under one lock, keyed like the disk
 //! engine (position, then key) so listings come out in the same order. It
 //! keeps nothing across restarts and holds every value whole in memory,
-//! however large.
+//! however large. Its digests are updated under the same lock as the map.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use mydht_proto::Version;
-use mydht_ring::{NodeId, TokenRange};
+use mydht_ring::{NodeId, Position, TokenRange};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::digest::{Change, value_hash};
 use crate::entry::check_key;
 use crate::layout::{engine_key, plan, split_engine_key};
 use crate::{
-    EntryMeta, Hint, Lookup, Outcome, Purge, PurgeRequest, ScanCursor, ScanPage, Stamp, Store,
-    StoreError, StoreStats, StoredValue, ValueReader,
+    DigestTree, EntryMeta, Hint, Lookup, Outcome, Purge, PurgeRequest, ScanCursor, ScanPage, Stamp,
+    Store, StoreError, StoreStats, StoredValue, ValueHash, ValueReader,
 };
 
 #[derive(Default)]
 struct Inner {
-    entries: BTreeMap<Vec<u8>, (Stamp, Bytes)>,
+    /// Per key: stamp, value, the value's hash and the entry's hash.
+    entries: BTreeMap<Vec<u8>, Held>,
     stats: StoreStats,
     /// Hints by (target, key).
     hints: BTreeMap<(NodeId, Vec<u8>), (Version, u64)>,
 }
 
 impl Inner {
-    fn account(&mut self, entry: &(Stamp, Bytes), sign_add: bool) {
+    fn account(&mut self, entry: &Held, sign_add: bool) {
         let bytes = entry.1.len() as u64;
         let s = &mut self.stats;
         match (&entry.0, sign_add) {
@@ -46,18 +48,68 @@ impl Inner {
         }
     }
 
-    fn write(&mut self, ekey: Vec<u8>, stamp: Stamp, value: Bytes) -> Outcome {
-        if let Some(old) = self.entries.get(&ekey)
-            && old.0.version() >= stamp.version()
+    /// Stores the entry if newer (hashed by the caller before it took the
+    /// lock, see [`prepare`]).
+    fn write(&mut self, tree: &DigestTree, w: Prepared) -> Outcome {
+        if let Some(old) = self.entries.get(&w.ekey)
+            && old.0.version() >= w.held.0.version()
         {
             return Outcome::Superseded;
         }
-        let new = (stamp, value);
-        self.account(&new, true);
-        if let Some(old) = self.entries.insert(ekey, new) {
+        self.account(&w.held, true);
+        let mut changes = vec![w.change];
+        if let Some(old) = self.entries.insert(w.ekey, w.held) {
             self.account(&old, false);
+            changes.push(old_change(w.change, &old));
         }
+        tree.apply(&changes);
         Outcome::Applied
+    }
+
+    /// Removes the entry, keeping counters and digests current.
+    fn remove(&mut self, tree: &DigestTree, ekey: &[u8]) {
+        if let Some(old) = self.entries.remove(ekey)
+            && let Some((position, _)) = split_engine_key(ekey)
+        {
+            self.account(&old, false);
+            let gone = Change::of(position, old.0.is_tombstone(), old.3, false);
+            tree.apply(&[gone]);
+        }
+    }
+}
+
+/// What a key holds: stamp, value, the value's hash and the entry's hash.
+type Held = (Stamp, Bytes, ValueHash, u64);
+
+/// A write made ready outside the lock: both hashes computed.
+struct Prepared {
+    ekey: Vec<u8>,
+    held: Held,
+    change: Change,
+}
+
+fn prepare(key: &[u8], stamp: Stamp, value: Bytes) -> Prepared {
+    let vh = if stamp.is_tombstone() {
+        ValueHash::default()
+    } else {
+        value_hash(&value)
+    };
+    let ekey = engine_key(key);
+    let change = Change::new(Position::of_key(key), key, &stamp, &vh, true);
+    Prepared {
+        ekey,
+        held: (stamp, value, vh, change.hash),
+        change,
+    }
+}
+
+/// The change of `old` going out, under the same key as `new`.
+fn old_change(new: Change, old: &Held) -> Change {
+    Change {
+        leaf: new.leaf,
+        tombstone: old.0.is_tombstone(),
+        hash: old.3,
+        added: false,
     }
 }
 
@@ -65,6 +117,7 @@ impl Inner {
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    tree: DigestTree,
 }
 
 impl MemoryStore {
@@ -83,9 +136,9 @@ impl MemoryStore {
 impl Store for MemoryStore {
     async fn put(&self, key: &[u8], version: Version, value: Bytes) -> Result<Outcome, StoreError> {
         check_key(key)?;
-        Ok(self
-            .lock()
-            .write(engine_key(key), Stamp::Value(version), value))
+        // Hashed before the lock: other writers need not wait for it.
+        let w = prepare(key, Stamp::Value(version), value);
+        Ok(self.lock().write(&self.tree, w))
     }
 
     async fn put_stream<R>(
@@ -112,9 +165,8 @@ impl Store for MemoryStore {
 
     async fn delete(&self, key: &[u8], version: Version) -> Result<Outcome, StoreError> {
         check_key(key)?;
-        Ok(self
-            .lock()
-            .write(engine_key(key), Stamp::Tombstone(version), Bytes::new()))
+        let w = prepare(key, Stamp::Tombstone(version), Bytes::new());
+        Ok(self.lock().write(&self.tree, w))
     }
 
     async fn get(&self, key: &[u8]) -> Result<Lookup, StoreError> {
@@ -122,8 +174,8 @@ impl Store for MemoryStore {
         let found = self.lock().entries.get(&engine_key(key)).cloned();
         Ok(match found {
             None => Lookup::Absent,
-            Some((Stamp::Tombstone(v), _)) => Lookup::Tombstone(v),
-            Some((Stamp::Value(version), bytes)) => Lookup::Value(StoredValue {
+            Some((Stamp::Tombstone(v), ..)) => Lookup::Tombstone(v),
+            Some((Stamp::Value(version), bytes, ..)) => Lookup::Value(StoredValue {
                 version,
                 len: bytes.len() as u64,
                 body: ValueReader::memory(bytes),
@@ -150,7 +202,7 @@ impl Store for MemoryStore {
         let mut entries = Vec::new();
         let mut last = None;
         'runs: for run in plan(range, after.map(|c| c.0.as_slice())) {
-            for (ekey, (stamp, bytes)) in inner.entries.range(run) {
+            for (ekey, (stamp, bytes, hash, _)) in inner.entries.range(run) {
                 if entries.len() == limit {
                     break 'runs;
                 }
@@ -162,6 +214,7 @@ impl Store for MemoryStore {
                     position,
                     stamp: stamp.clone(),
                     size: bytes.len() as u64,
+                    value_hash: *hash,
                 });
                 last = Some(ekey.clone());
             }
@@ -178,6 +231,10 @@ impl Store for MemoryStore {
         self.lock().stats
     }
 
+    fn tree(&self) -> &DigestTree {
+        &self.tree
+    }
+
     async fn purge_tombstone(&self, key: &[u8], req: PurgeRequest) -> Result<Purge, StoreError> {
         check_key(key)?;
         if let Some(refused) = req.refusal() {
@@ -186,10 +243,8 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         let ekey = engine_key(key);
         match inner.entries.get(&ekey) {
-            Some((Stamp::Tombstone(v), _)) if *v == req.version => {
-                if let Some(old) = inner.entries.remove(&ekey) {
-                    inner.account(&old, false);
-                }
+            Some((Stamp::Tombstone(v), ..)) if *v == req.version => {
+                inner.remove(&self.tree, &ekey);
                 Ok(Purge::Removed)
             }
             _ => Ok(Purge::Changed),
@@ -201,10 +256,8 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         let ekey = engine_key(key);
         match inner.entries.get(&ekey) {
-            Some((held, _)) if held == stamp => {
-                if let Some(old) = inner.entries.remove(&ekey) {
-                    inner.account(&old, false);
-                }
+            Some((held, ..)) if held == stamp => {
+                inner.remove(&self.tree, &ekey);
                 Ok(Purge::Removed)
             }
             _ => Ok(Purge::Changed),

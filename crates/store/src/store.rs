@@ -13,8 +13,8 @@ use mydht_ring::{NodeId, TokenRange};
 use tokio::io::AsyncRead;
 
 use crate::{
-    Hint, Lookup, Outcome, Purge, PurgeRequest, RangeDigest, ScanCursor, ScanPage, Stamp,
-    StoreError, StoreStats,
+    DigestTree, Hint, Lookup, Outcome, Purge, PurgeRequest, RangeDigest, ScanCursor, ScanPage,
+    Stamp, StoreError, StoreStats,
 };
 
 /// A node's local storage engine.
@@ -79,13 +79,17 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// A digest of the entries whose position lies in `range`, values and
-    /// tombstones alike (anti-entropy compares these between replicas).
+    /// tombstones alike, from the kept leaves (a scan only of the two a
+    /// range's ends cut through).
     fn digest(
         &self,
         range: TokenRange,
     ) -> impl Future<Output = Result<RangeDigest, StoreError>> + Send {
-        crate::digest::scan_digest(self, range)
+        crate::digest::range_digest(self, range)
     }
+
+    /// The per-leaf digests this store keeps current as writes apply.
+    fn tree(&self) -> &DigestTree;
 
     /// Key count and bytes, kept current on every write (no scan).
     fn stats(&self) -> StoreStats;

@@ -1,6 +1,7 @@
 //! Both engines against a `BTreeMap` model of last-writer-wins: random puts,
-//! deletes and gets with random versions must agree, step by step, on
-//! outcome, value, tombstone and counters.
+//! deletes, drops, purges and gets with random versions must agree, step by
+//! step, on outcome, value, tombstone, counters and the digests the store
+//! keeps (every leaf, whole and clipped to a random cover).
 
 mod common;
 
@@ -9,7 +10,11 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use common::{Got, got, ver};
 use mydht_proto::Version;
-use mydht_store::{DiskOptions, DiskStore, MemoryStore, Outcome, Store, StoreStats};
+use mydht_ring::{Position, TokenRange};
+use mydht_store::{
+    Cover, DiskOptions, DiskStore, LEAVES, MemoryStore, Outcome, Purge, PurgeRequest, RangeDigest,
+    Stamp, Store, StoreStats, ValueHash, entry_hash, leaf_digests, leaf_of, value_hash,
+};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -28,6 +33,14 @@ enum Step {
     Get {
         key: u8,
     },
+    /// Drop whatever the key holds (a former owner's purge).
+    Drop {
+        key: u8,
+    },
+    /// Collect the key's tombstone, if it holds one.
+    Purge {
+        key: u8,
+    },
     /// Close and open the store again (the memory engine ignores it).
     Reopen,
 }
@@ -41,7 +54,9 @@ fn step() -> impl Strategy<Value = Step> {
         4 => (key.clone(), ms.clone(), node.clone(), prop_oneof![0usize..40, 1_000usize..3_000])
             .prop_map(|(key, ms, node, len)| Step::Put { key, ms, node, len }),
         2 => (key.clone(), ms, node).prop_map(|(key, ms, node)| Step::Delete { key, ms, node }),
-        2 => key.prop_map(|key| Step::Get { key }),
+        2 => key.clone().prop_map(|key| Step::Get { key }),
+        1 => key.clone().prop_map(|key| Step::Drop { key }),
+        1 => key.prop_map(|key| Step::Purge { key }),
         1 => Just(Step::Reopen),
     ]
 }
@@ -80,6 +95,27 @@ impl Model {
         }
     }
 
+    /// Every leaf's digest, as the store should keep it, with only the keys
+    /// `cover` covers.
+    fn leaves(&self, cover: &Cover) -> Vec<RangeDigest> {
+        let mut out = vec![RangeDigest::default(); LEAVES];
+        for (key, (v, val)) in &self.0 {
+            let position = Position::of_key(&[*key]);
+            if !cover.contains(position) {
+                continue;
+            }
+            let (stamp, hash) = match val {
+                Some(b) => (Stamp::Value(v.clone()), value_hash(b)),
+                None => (Stamp::Tombstone(v.clone()), ValueHash::default()),
+            };
+            let d = &mut out[leaf_of(position)];
+            d.count += 1;
+            d.tombstones += u64::from(stamp.is_tombstone());
+            d.hash ^= entry_hash(&[*key], &stamp, &hash);
+        }
+        out
+    }
+
     fn stats(&self) -> StoreStats {
         let mut s = StoreStats::default();
         for (_, val) in self.0.values() {
@@ -98,8 +134,16 @@ impl Model {
 async fn run<S: Store>(
     mut store: S,
     steps: &[Step],
+    cover: (u8, u8, i64),
     reopen: impl Fn(S) -> S,
 ) -> Result<(), TestCaseError> {
+    let whole = Cover::of([TokenRange::new(Position(0), Position(0))]);
+    // From near one key to another: the cover cuts through leaves that
+    // hold keys, so the clipped digests are scanned, not kept.
+    let from = Position::of_key(&[cover.0]).0.wrapping_add_signed(cover.2);
+    let to = Position::of_key(&[cover.1]);
+    let range = TokenRange::new(Position(from), to);
+    let part = Cover::of([range]);
     let mut model = Model::default();
     for s in steps {
         match *s {
@@ -119,9 +163,44 @@ async fn run<S: Store>(
             Step::Get { key } => {
                 prop_assert_eq!(got(&store, &[key]).await, model.get(key), "{:?}", s);
             }
+            Step::Drop { key } => {
+                if let Some(stamp) = store.version_of(&[key]).await.expect("version") {
+                    let out = store.drop_entry(&[key], &stamp).await.expect("drop");
+                    prop_assert_eq!(out, Purge::Removed);
+                    model.0.remove(&key);
+                }
+            }
+            Step::Purge { key } => {
+                if let Some(Stamp::Tombstone(version)) =
+                    store.version_of(&[key]).await.expect("version")
+                {
+                    let req = PurgeRequest {
+                        version,
+                        held_by_all_replicas: true,
+                        now: mydht_proto::Timestamp::from_parts(1 << 40, 0),
+                        grace: std::time::Duration::ZERO,
+                    };
+                    let out = store.purge_tombstone(&[key], req).await.expect("purge");
+                    prop_assert_eq!(out, Purge::Removed);
+                    model.0.remove(&key);
+                }
+            }
         }
         prop_assert_eq!(store.stats(), model.stats());
+        let kept = leaf_digests(&store, &whole, 0..LEAVES)
+            .await
+            .expect("digests");
+        prop_assert!(kept == model.leaves(&whole), "leaves differ after {:?}", s);
     }
+    let clipped = leaf_digests(&store, &part, 0..LEAVES)
+        .await
+        .expect("digests");
+    prop_assert!(clipped == model.leaves(&part), "clipped leaves differ");
+    // A range's digest counts each entry once, also when it wraps round
+    // from and to the same leaf.
+    let mut want = RangeDigest::default();
+    model.leaves(&part).iter().for_each(|l| want.merge(l));
+    prop_assert_eq!(store.digest(range).await.expect("digest"), want);
     for key in 0..6 {
         prop_assert_eq!(got(&store, &[key]).await, model.get(key));
     }
@@ -139,12 +218,18 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn memory_store_matches_the_model(steps in prop::collection::vec(step(), 1..60)) {
-        runtime().block_on(run(MemoryStore::new(), &steps, |s| s))?;
+    fn memory_store_matches_the_model(
+        steps in prop::collection::vec(step(), 1..60),
+        cover in (0u8..6, 0u8..6, -2i64..=2),
+    ) {
+        runtime().block_on(run(MemoryStore::new(), &steps, cover, |s| s))?;
     }
 
     #[test]
-    fn disk_store_matches_the_model(steps in prop::collection::vec(step(), 1..60)) {
+    fn disk_store_matches_the_model(
+        steps in prop::collection::vec(step(), 1..60),
+        cover in (0u8..6, 0u8..6, -2i64..=2),
+    ) {
         let dir = tempfile::tempdir().expect("tempdir");
         // A tiny threshold so that some values go to files.
         let opts = DiskOptions::default().large_value_threshold(512);
@@ -153,6 +238,6 @@ proptest! {
             drop(s);
             DiskStore::open(dir.path(), opts.clone()).expect("reopen")
         };
-        runtime().block_on(run(store, &steps, reopen))?;
+        runtime().block_on(run(store, &steps, cover, reopen))?;
     }
 }

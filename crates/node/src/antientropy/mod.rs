@@ -1,28 +1,33 @@
 //! Anti-entropy: replicas of a range compare what they hold and exchange
 //! only what differs, the newer version winning, tombstones included.
 //!
-//! A round ([`AntiEntropy::round`]) walks the ranges this node replicates;
-//! for each it compares this node's digest (count and an order-free hash of
-//! every entry, from the store) with each other replica's, goes key by key
-//! (a balance pass) only through the ranges that differ, and in the ranges
-//! every replica agrees on collects the tombstones past their grace period
-//! without asking again. It runs on demand (`balance`, which answers once
-//! the round is done) and by itself in the background every
-//! `anti_entropy_interval` ([`Background`]), so a replica that missed
-//! writes whose hints were lost is repaired with no command run. The
-//! digests are still computed by a metadata scan of each range per round;
-//! digests kept current as writes happen (no scan per round) are the next
-//! step and belong here.
+//! A round ([`AntiEntropy::round`]) takes, for each other member this node
+//! shares ranges with, the positions they share (a [`Cover`]) and runs one
+//! [`exchange`](exchange::exchange) with it: a top-down walk of the digests
+//! the stores keep current as writes happen (parts, then leaves, then the
+//! entries of the leaves that differ; no scan of the store per round),
+//! taking from the peer what this node lacks or holds older. In an in-sync
+//! pair a round is one small call. Then it collects the tombstones past
+//! their grace period, leaf by leaf (see `collect`). It runs on demand
+//! (`balance`, which answers once the round is done on every member, so
+//! every replica has taken what it lacked) and by itself in the background
+//! every `anti_entropy_interval` ([`Background`]), so a replica that missed
+//! writes whose hints were lost is repaired with no command run.
 
+mod collect;
+mod exchange;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use mydht_cluster::Cluster;
-use mydht_store::Store;
+use mydht_ring::{NodeId, TokenRange};
+use mydht_store::{Cover, HybridClock, PART_BITS, Store};
 use tokio::time::Instant;
 
-use crate::movement::plan::settled;
+use crate::movement::Report;
 use crate::movement::queue::{MovementQueue, PassSummary, RangeCount};
-use crate::movement::{Pass, Report};
 use crate::replication::Replicas;
 use crate::tasks::{Worker, WorkerState};
 
@@ -32,6 +37,8 @@ pub(crate) struct AntiEntropy<S> {
     store: Arc<S>,
     replicas: Replicas<S>,
     movement: MovementQueue<S>,
+    clock: Arc<HybridClock>,
+    grace: Duration,
 }
 
 impl<S> Clone for AntiEntropy<S> {
@@ -41,8 +48,22 @@ impl<S> Clone for AntiEntropy<S> {
             store: self.store.clone(),
             replicas: self.replicas.clone(),
             movement: self.movement.clone(),
+            clock: self.clock.clone(),
+            grace: self.grace,
         }
     }
+}
+
+/// Whether any position of `range` lies in one of `parts`.
+fn touches(range: TokenRange, parts: &[u8]) -> bool {
+    let shift = 64 - PART_BITS;
+    Cover::of([range]).intervals().iter().any(|&(lo, hi)| {
+        parts.iter().any(|&p| {
+            let first = u64::from(p) << shift;
+            let last = first | (u64::MAX >> PART_BITS);
+            lo <= last && first <= hi
+        })
+    })
 }
 
 impl<S: Store> AntiEntropy<S> {
@@ -51,12 +72,16 @@ impl<S: Store> AntiEntropy<S> {
         store: Arc<S>,
         replicas: Replicas<S>,
         movement: MovementQueue<S>,
+        clock: Arc<HybridClock>,
+        grace: Duration,
     ) -> Self {
         Self {
             cluster,
             store,
             replicas,
             movement,
+            clock,
+            grace,
         }
     }
 
@@ -72,70 +97,68 @@ impl<S: Store> AntiEntropy<S> {
             .into_iter()
             .filter(|r| r.replicas().contains(&me))
             .collect();
-        let (mut differ, mut agree) = (Vec::new(), Vec::new());
-        let mut digests = 0u64;
-        for replicated in &mine {
-            let range = replicated.range();
-            let local = match self.store.digest(range).await {
-                Ok(d) => d,
-                Err(e) => {
-                    report.fail(&me, format!("reading the store: {e}"));
-                    return report;
-                }
-            };
-            let mut same = true;
-            for node in replicated.replicas().iter().filter(|n| **n != me) {
-                digests += 1;
-                if self.cluster.is_down(node) {
-                    report.fail(node, "down");
-                    same = false;
-                    continue;
-                }
-                match self.replicas.digest(node, range).await {
-                    Ok(theirs) if (theirs.count, theirs.hash) == (local.count, local.hash) => {}
-                    Ok(_) => same = false,
-                    Err(e) => {
-                        report.fail(node, e);
-                        same = false;
+        let mut shared: BTreeMap<NodeId, Vec<TokenRange>> = BTreeMap::new();
+        for r in &mine {
+            for n in r.replicas().iter().filter(|n| **n != me) {
+                shared.entry(n.clone()).or_default().push(r.range());
+            }
+        }
+        let ctx = exchange::Ctx {
+            store: &self.store,
+            replicas: &self.replicas,
+            me: &me,
+            clock: &self.clock,
+            grace_ms: u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX),
+        };
+        // Who could not be compared, and where each peer differed.
+        let mut unsure = HashSet::new();
+        let mut differed: HashMap<NodeId, Vec<u8>> = HashMap::new();
+        let mut leaves = BTreeSet::new();
+        for (node, ranges) in shared {
+            if self.cluster.is_down(&node) {
+                report.fail(&node, "down");
+                unsure.insert(node);
+                continue;
+            }
+            match exchange::exchange(&ctx, &node, &Cover::of(ranges)).await {
+                Ok(x) => {
+                    report.digests += x.calls;
+                    report.sent += x.pulled;
+                    report.bytes += x.bytes;
+                    report.conflicts += x.conflicts;
+                    leaves.extend(x.leaves);
+                    if !x.differing.is_empty() {
+                        differed.insert(node, x.differing);
                     }
                 }
+                Err(why) => {
+                    report.fail(&node, why);
+                    unsure.insert(node);
+                }
             }
-            if !same {
-                differ.push(range);
-            } else if local.tombstones > 0 {
-                agree.push(range);
-            }
         }
-        let differing = differ.len() as u64;
-        let mut keyed = self
-            .movement
-            .start_in(Pass::Balance, differ)
-            .finished()
-            .await;
-        // Digests were compared with the current owners only: while members
-        // join or leave, the future owners have not been asked, so no
-        // tombstone may go yet.
-        if !settled(&ring) {
-            agree.clear();
-        }
-        let collected = self
-            .movement
-            .start_in(Pass::Collect, agree)
-            .finished()
-            .await;
-        keyed.dropped += collected.dropped;
-        keyed.digests = digests;
-        for (node, why) in report.failed.into_iter().chain(collected.failed) {
-            keyed.failed.entry(node).or_insert(why);
-        }
-        // One summary for the whole round, in place of its key-by-key part's.
-        let mut summary = PassSummary::of(label, &keyed, started.elapsed().as_secs_f64());
+        let differing = mine
+            .iter()
+            .filter(|r| {
+                r.replicas().iter().filter(|n| **n != me).any(|n| {
+                    unsure.contains(n) || differed.get(n).is_some_and(|p| touches(r.range(), p))
+                })
+            })
+            .count() as u64;
+        let seen = collect::Compared {
+            mine: &mine,
+            differed: &leaves,
+            unsure: &unsure,
+        };
+        self.collect(&ring, &seen, &mut report).await;
+        // One summary for the whole round.
+        let mut summary = PassSummary::of(label, &report, started.elapsed().as_secs_f64());
         summary.ranges = Some(RangeCount {
             differing,
             owned: mine.len() as u64,
         });
         self.movement.record(summary);
-        keyed
+        report
     }
 }
 
@@ -167,7 +190,7 @@ impl<S: Store> Worker for Background<S> {
         let report = self.antientropy.round("anti-entropy").await;
         self.rounds += 1;
         self.last = Some(format!(
-            "{:.1} s, {} digests, {} keys sent{}",
+            "{:.1} s, {} digest calls, {} versions taken{}",
             started.elapsed().as_secs_f64(),
             report.digests,
             report.sent,

@@ -8,6 +8,7 @@
 //! serving side of replica calls).
 
 pub(crate) mod admin;
+pub(crate) mod digests;
 mod gained;
 mod kv;
 mod local;
@@ -77,6 +78,13 @@ pub(crate) async fn route<S: Store>(
         Request::ReplicaProbe { key } => replica::serve_probe(node, &key).await,
         Request::ReplicaDigest { start, end } => {
             Box::pin(replica::serve_digest(node, start, end)).await
+        }
+        Request::ReplicaParts { cover } => Box::pin(digests::serve_parts(node, cover)).await,
+        Request::ReplicaLeaves { cover, parts } => {
+            Box::pin(digests::serve_leaves(node, cover, parts)).await
+        }
+        Request::ReplicaEntries { cover, asks } => {
+            Box::pin(digests::serve_entries(node, cover, asks)).await
         }
         Request::Purge => Box::pin(admin::purge(node)).await,
         Request::Balance { forwarded } => Box::pin(admin::balance(node, forwarded)).await,

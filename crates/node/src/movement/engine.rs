@@ -10,7 +10,7 @@ use std::time::Duration;
 use mydht_cluster::{Cluster, RpcError};
 use mydht_proto::Version;
 use mydht_ring::{NodeId, Ring, TokenRange};
-use mydht_store::{EntryMeta, HybridClock, Purge, PurgeRequest, Stamp, Store};
+use mydht_store::{EntryMeta, HybridClock, Purge, Store};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -213,14 +213,7 @@ impl<S: Store> Engine<S> {
 
     async fn entry(&self, ring: &Ring, pass: &Pass, meta: EntryMeta) -> EntryWork {
         let me = self.cluster.me();
-        let plan = plan(
-            pass,
-            ring,
-            me,
-            meta.position,
-            meta.stamp.is_tombstone(),
-            |n| self.cluster.is_down(n),
-        );
+        let plan = plan(pass, ring, me, meta.position, |n| self.cluster.is_down(n));
         let mut out = EntryWork::default();
         if plan.is_empty() {
             return out;
@@ -265,27 +258,12 @@ impl<S: Store> Engine<S> {
         }
         match plan.then {
             Then::Keep => {}
-            // The ring may have begun to change since the pass was planned
-            // (a join, a change of N): no tombstone goes then.
-            Then::CollectTombstone if all_hold && settled(&self.cluster.ring()) => {
-                if let Stamp::Tombstone(version) = &meta.stamp {
-                    let req = PurgeRequest {
-                        version: version.clone(),
-                        held_by_all_replicas: true,
-                        now: self.clock.now(),
-                        grace: self.grace,
-                    };
-                    if let Ok(Purge::Removed) = self.store.purge_tombstone(&meta.key, req).await {
-                        out.dropped = true;
-                    }
-                }
-            }
             Then::Drop if all_hold => match self.store.drop_entry(&meta.key, &meta.stamp).await {
                 Ok(Purge::Removed) => out.dropped = true,
                 Ok(_) => {}
                 Err(e) => out.failed.push((me.clone(), e.to_string())),
             },
-            Then::CollectTombstone | Then::Drop => {}
+            Then::Drop => {}
         }
         out
     }

@@ -1,5 +1,5 @@
 //! Data movement between replicas: restoring N copies after a remove or a
-//! join, a leave's hand-off, purge, and the key-by-key part of balance.
+//! join, a leave's hand-off, purge and a change of N.
 //!
 //! Every kind of movement is one [`Pass`] over this node's own store in
 //! ring order, a page at a time ([`engine`]). For each entry the pure
@@ -11,8 +11,8 @@
 //! [`MovementQueue`](queue::MovementQueue), which runs them as background
 //! work under one node-wide budget of keys and bytes in motion, keeps
 //! their progress and their summaries, and cancels a pass whose handle is
-//! dropped. Comparing replicas by digest first is `antientropy`; deciding
-//! membership is the cluster's.
+//! dropped. Comparing replicas and collecting tombstones is `antientropy`;
+//! deciding membership is the cluster's.
 
 pub(crate) mod engine;
 pub(crate) mod plan;
@@ -26,9 +26,6 @@ use mydht_ring::{NodeId, Ring};
 /// What a pass does with each entry.
 #[derive(Clone, Debug)]
 pub(crate) enum Pass {
-    /// Send each key this node replicates to the other replicas that lack
-    /// it, and collect tombstones every replica holds past the grace period.
-    Balance,
     /// After a membership change from `before`: send each key to the members
     /// that gained it, from its first surviving holder.
     Restore {
@@ -43,9 +40,6 @@ pub(crate) enum Pass {
     /// Drop each key this node no longer owns, once every owner holds the
     /// same or a newer version (sent first if not).
     Purge,
-    /// In ranges whose digests agree on every replica: collect the
-    /// tombstones past their grace period (every replica holds them).
-    Collect,
     /// This node is leaving: send each key to the members that hold it in
     /// `after` (the ring without this node) but not now.
     Leave {
@@ -85,11 +79,9 @@ impl Pass {
     /// The pass's name on the status page.
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Balance => "balance",
             Self::Restore { .. } => "restore",
             Self::Purge => "purge",
             Self::Leave { .. } => "leave",
-            Self::Collect => "collect",
             Self::Spread { .. } => "replicas",
         }
     }
@@ -100,7 +92,7 @@ impl Pass {
 pub(crate) struct Report {
     /// Entries looked at.
     pub scanned: u64,
-    /// Versions sent to another member.
+    /// Versions sent to another member (anti-entropy: taken from one).
     pub sent: u64,
     /// Value bytes sent.
     pub bytes: u64,
@@ -108,8 +100,11 @@ pub(crate) struct Report {
     pub dropped: u64,
     /// Metadata probes made (one per key and member compared).
     pub probes: u64,
-    /// Range digests compared (balance).
+    /// Digest calls made (anti-entropy).
     pub digests: u64,
+    /// Keys found held in the same version with different bytes
+    /// (anti-entropy): reported, never changed.
+    pub conflicts: u64,
     /// Members that could not be brought up to date, with the first reason.
     pub failed: BTreeMap<NodeId, String>,
 }

@@ -19,8 +19,6 @@ use super::Pass;
 pub(crate) enum Then {
     /// Keep it.
     Keep,
-    /// Collect it if it is a tombstone past its grace period.
-    CollectTombstone,
     /// Drop it (this node no longer owns the key).
     Drop,
 }
@@ -63,33 +61,17 @@ pub(crate) fn settled(ring: &Ring) -> bool {
             .all(|m| matches!(m.state(), MemberState::Up | MemberState::Removed))
 }
 
-/// What `pass` does on `me` with an entry at `position` (a tombstone or a
-/// value) in `ring`.
+/// What `pass` does on `me` with an entry at `position` in `ring`.
 pub(crate) fn plan(
     pass: &Pass,
     ring: &Ring,
     me: &NodeId,
     position: Position,
-    tombstone: bool,
     is_down: impl Fn(&NodeId) -> bool,
 ) -> Plan {
     let owners = ring.write_set(position, |_| false).to_vec();
     let mine = owners.contains(me);
     match pass {
-        Pass::Balance => {
-            if !mine {
-                return Plan::nothing();
-            }
-            Plan {
-                check_sender: None,
-                ensure: owners.into_iter().filter(|n| n != me).collect(),
-                then: if tombstone && settled(ring) {
-                    Then::CollectTombstone
-                } else {
-                    Then::Keep
-                },
-            }
-        }
         Pass::Restore { before, senders } => {
             let old = before.write_set(position, |_| false).to_vec();
             let gained: Vec<NodeId> = owners.into_iter().filter(|n| !old.contains(n)).collect();
@@ -120,15 +102,6 @@ pub(crate) fn plan(
                 _ => Plan::nothing(),
             }
         }
-        Pass::Collect => Plan {
-            check_sender: None,
-            ensure: Vec::new(),
-            then: if tombstone {
-                Then::CollectTombstone
-            } else {
-                Then::Keep
-            },
-        },
         Pass::Leave { after } => {
             let now = ring.placement(Placement::Current, position).to_vec();
             let next = after.write_set(position, |_| false).to_vec();
@@ -251,7 +224,7 @@ mod tests {
                 let mut senders = 0;
                 for i in 0..=members {
                     let me = id(i);
-                    let plan = plan(&pass, &after, &me, pos, false, |_| false);
+                    let plan = plan(&pass, &after, &me, pos, |_| false);
                     if !old.contains(&me) {
                         prop_assert!(plan.is_empty());
                         continue;
@@ -283,7 +256,7 @@ mod tests {
             let me = id(me);
             let pos = Position(p);
             let owners = r.write_set(pos, |_| false).to_vec();
-            let plan = plan(&Pass::Purge, &r, &me, pos, false, |_| false);
+            let plan = plan(&Pass::Purge, &r, &me, pos, |_| false);
             if owners.contains(&me) {
                 prop_assert!(plan.is_empty());
             } else {
@@ -307,7 +280,7 @@ mod tests {
             gone[0].1 = MemberState::Removed;
             let after = Arc::new(ring(n, &gone));
             let pos = Position(p);
-            let plan = plan(&Pass::Leave { after: after.clone() }, &ring_now, &id(0), pos, false, |_| false);
+            let plan = plan(&Pass::Leave { after: after.clone() }, &ring_now, &id(0), pos, |_| false);
             let current = ring_now.placement(Placement::Current, pos).to_vec();
             let expected: Vec<NodeId> = after
                 .write_set(pos, |_| false)
@@ -317,28 +290,6 @@ mod tests {
                 .collect();
             prop_assert_eq!(plan.ensure, expected);
         }
-    }
-
-    #[test]
-    fn balance_compares_a_key_with_its_other_owners_and_collects_only_when_settled() {
-        let r = ring(3, &up(4));
-        let pos = Position(12345);
-        let owners = r.write_set(pos, |_| false).to_vec();
-        let me = owners[0].clone();
-        let p = plan(&Pass::Balance, &r, &me, pos, true, |_| false);
-        assert_eq!(p.ensure, owners[1..].to_vec());
-        assert_eq!(p.then, Then::CollectTombstone);
-        let stranger = (0..4)
-            .map(id)
-            .find(|n| !owners.contains(n))
-            .expect("a fourth member");
-        assert!(plan(&Pass::Balance, &r, &stranger, pos, true, |_| false).is_empty());
-        let mut joining = up(4);
-        joining.push((4, MemberState::Joining));
-        let moving = ring(3, &joining);
-        let me = moving.write_set(pos, |_| false).to_vec()[0].clone();
-        let p = plan(&Pass::Balance, &moving, &me, pos, true, |_| false);
-        assert_eq!(p.then, Then::Keep, "no tombstone goes while members join");
     }
 
     #[test]
@@ -365,10 +316,10 @@ mod tests {
             .find(|n| **n != first && **n != id(3))
             .expect("a third holder")
             .clone();
-        let waits = plan(&pass, &after, &second, pos, false, |_| false);
+        let waits = plan(&pass, &after, &second, pos, |_| false);
         assert_eq!(waits.check_sender, Some(first.clone()));
         assert!(!waits.ensure.is_empty());
-        let sends = plan(&pass, &after, &second, pos, false, |n| *n == first);
+        let sends = plan(&pass, &after, &second, pos, |n| *n == first);
         assert_eq!(
             sends.check_sender, None,
             "the next live holder sends itself"
@@ -382,7 +333,7 @@ mod tests {
             before: before.clone(),
             senders: Some(asked),
         };
-        let sends = plan(&pass, &after, &second, pos, false, |_| false);
+        let sends = plan(&pass, &after, &second, pos, |_| false);
         assert_eq!(
             sends.check_sender, None,
             "a holder never asked is never counted on"

@@ -25,7 +25,8 @@ use crate::tasks::Phase;
 /// A pass running now, as the status page shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PassStatus {
-    /// `restore`, `balance`, `collect`, `purge` or `leave`.
+    /// `restore`, `purge`, `leave` or `replicas`; an anti-entropy round
+    /// records itself as `balance` or `anti-entropy`.
     pub pass: String,
     /// Entries looked at so far.
     pub scanned: u64,
@@ -73,8 +74,11 @@ pub struct PassSummary {
     pub dropped: u64,
     /// Metadata probes made.
     pub probes: u64,
-    /// Range digests compared (balance).
+    /// Digest calls made (balance).
     pub digests: u64,
+    /// Keys found in the same version with different bytes (balance).
+    #[serde(default)]
+    pub conflicts: u64,
     /// For a balance, the ranges compared.
     pub ranges: Option<RangeCount>,
     /// How long it took.
@@ -93,6 +97,7 @@ impl PassSummary {
             dropped: report.dropped,
             probes: report.probes,
             digests: report.digests,
+            conflicts: report.conflicts,
             ranges: None,
             seconds,
             failed: report
@@ -112,14 +117,16 @@ impl fmt::Display for PassSummary {
         match self.ranges {
             Some(r) => write!(
                 f,
-                "balance of {} keys in {} differing ranges of {}: {} sent ({} bytes), {} tombstones collected, {} range digests and {} probes compared",
-                self.scanned,
+                "{} round: {} of {} ranges differed, {} versions taken ({} bytes), {} with other bytes in the same version, {} digest calls; {} tombstones collected ({} keys, {} probes)",
+                self.pass,
                 r.differing,
                 r.owned,
                 self.sent,
                 self.bytes,
-                self.dropped,
+                self.conflicts,
                 self.digests,
+                self.dropped,
+                self.scanned,
                 self.probes
             )?,
             None => write!(

@@ -14,11 +14,11 @@ pub(crate) mod writes;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use mydht_cluster::{Cluster, Recalled, RemoteDigest, RpcError, Stored, decode};
+use mydht_cluster::{Cluster, Entries, Leaves, Parts, Recalled, RpcError, Stored, decode};
 use mydht_proto::conn::payload_for;
-use mydht_proto::{Held, Payload, ReplicaEntry, Request, Version, WriteId};
-use mydht_ring::{NodeId, TokenRange};
-use mydht_store::{Lookup, Outcome, Store, StoreError};
+use mydht_proto::{Held, LeafAsk, Payload, ReplicaEntry, Request, Version, WriteId};
+use mydht_ring::NodeId;
+use mydht_store::{Cover, Lookup, Outcome, Store, StoreError};
 use thiserror::Error;
 use tokio::time::timeout;
 
@@ -322,15 +322,38 @@ impl<S: Store> Replicas<S> {
         })
     }
 
-    /// `node`'s digest of `range`.
-    pub async fn digest(
+    /// `node`'s part digests, clipped to `cover`.
+    pub async fn parts(&self, node: &NodeId, cover: &Cover) -> Result<Parts, ReplicaError> {
+        let request = Request::ReplicaParts {
+            cover: cover.intervals().to_vec(),
+        };
+        Ok(self.cluster.rpc().call(node, request).await?)
+    }
+
+    /// `node`'s leaf digests of `parts`, clipped to `cover`.
+    pub async fn leaves(
         &self,
         node: &NodeId,
-        range: TokenRange,
-    ) -> Result<RemoteDigest, ReplicaError> {
-        let request = Request::ReplicaDigest {
-            start: range.start().0,
-            end: range.end().0,
+        cover: &Cover,
+        parts: Vec<u8>,
+    ) -> Result<Leaves, ReplicaError> {
+        let request = Request::ReplicaLeaves {
+            cover: cover.intervals().to_vec(),
+            parts,
+        };
+        Ok(self.cluster.rpc().call(node, request).await?)
+    }
+
+    /// The entries `node` lists for `asks`, clipped to `cover`.
+    pub async fn entries(
+        &self,
+        node: &NodeId,
+        cover: &Cover,
+        asks: Vec<LeafAsk>,
+    ) -> Result<Entries, ReplicaError> {
+        let request = Request::ReplicaEntries {
+            cover: cover.intervals().to_vec(),
+            asks,
         };
         Ok(self.cluster.rpc().call(node, request).await?)
     }

@@ -1,14 +1,16 @@
 //! The byte layout of the disk engine's metadata records.
 //!
 //! A metadata record is `kind (1) ‖ timestamp (8) ‖ node length (2) ‖ node ‖
-//! length (8) [‖ file number (8)]`, all big-endian. It is small and fixed so
-//! that `version_of`, listings and (later) range digests read it without the
-//! value. Counters are three big-endian u64s.
+//! length (8) [‖ file number (8)] [‖ value hash (16)]`, all big-endian. It
+//! is small and fixed so that `version_of`, listings and digests read it
+//! without the value. Values are written with their hash (kinds 3 and 4);
+//! records of kinds 0 and 2, from before values were hashed, still read,
+//! with a hash of zeros. Counters are three big-endian u64s.
 
 use mydht_proto::{Timestamp, Version};
 use mydht_ring::NodeId;
 
-use crate::{Stamp, StoreError, StoreStats};
+use crate::{Stamp, StoreError, StoreStats, ValueHash};
 
 /// Where a live value's bytes are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,21 +28,25 @@ pub(crate) struct Meta {
     pub len: u64,
     /// `None` for a tombstone.
     pub place: Option<Place>,
+    /// The value's hash (zeros for a tombstone).
+    pub hash: ValueHash,
 }
 
 const INLINE: u8 = 0;
 const TOMBSTONE: u8 = 1;
 const FILE: u8 = 2;
+const INLINE_HASHED: u8 = 3;
+const FILE_HASHED: u8 = 4;
 
 impl Meta {
     pub fn encode(&self) -> Vec<u8> {
         let v = self.stamp.version();
         let node = v.node.as_str().as_bytes();
-        let mut out = Vec::with_capacity(27 + node.len());
+        let mut out = Vec::with_capacity(43 + node.len());
         out.push(match self.place {
             None => TOMBSTONE,
-            Some(Place::Inline) => INLINE,
-            Some(Place::File(_)) => FILE,
+            Some(Place::Inline) => INLINE_HASHED,
+            Some(Place::File(_)) => FILE_HASHED,
         });
         out.extend_from_slice(&v.timestamp.raw().to_be_bytes());
         // Node ids are short host:port names; the wire protocol bounds them.
@@ -50,6 +56,9 @@ impl Meta {
         out.extend_from_slice(&self.len.to_be_bytes());
         if let Some(Place::File(id)) = self.place {
             out.extend_from_slice(&id.to_be_bytes());
+        }
+        if self.place.is_some() {
+            out.extend_from_slice(&self.hash);
         }
         out
     }
@@ -73,15 +82,25 @@ impl Meta {
             node,
         };
         let (stamp, place) = match kind {
-            INLINE => (Stamp::Value(version), Some(Place::Inline)),
+            INLINE | INLINE_HASHED => (Stamp::Value(version), Some(Place::Inline)),
             TOMBSTONE => (Stamp::Tombstone(version), None),
-            FILE => {
+            FILE | FILE_HASHED => {
                 let id = r.u64().ok_or_else(corrupt)?;
                 (Stamp::Value(version), Some(Place::File(id)))
             }
             _ => return Err(corrupt()),
         };
-        Ok(Self { stamp, len, place })
+        let hash = if matches!(kind, INLINE_HASHED | FILE_HASHED) {
+            r.take::<16>().ok_or_else(corrupt)?
+        } else {
+            ValueHash::default()
+        };
+        Ok(Self {
+            stamp,
+            len,
+            place,
+            hash,
+        })
     }
 }
 
@@ -139,16 +158,19 @@ mod tests {
                 stamp: Stamp::Value(v.clone()),
                 len: 5,
                 place: Some(Place::Inline),
+                hash: [7; 16],
             },
             Meta {
                 stamp: Stamp::Value(v.clone()),
                 len: 1 << 33,
                 place: Some(Place::File(42)),
+                hash: [9; 16],
             },
             Meta {
                 stamp: Stamp::Tombstone(v.clone()),
                 len: 0,
                 place: None,
+                hash: ValueHash::default(),
             },
         ] {
             let bytes = meta.encode();
@@ -160,6 +182,14 @@ mod tests {
                 );
             }
         }
+        // A record from before values were hashed reads with zeros.
+        let mut old = vec![INLINE];
+        old.extend_from_slice(&v.timestamp.raw().to_be_bytes());
+        old.extend_from_slice(&13u16.to_be_bytes());
+        old.extend_from_slice(b"10.0.0.1:4000");
+        old.extend_from_slice(&5u64.to_be_bytes());
+        let m = Meta::decode(&old).expect("an unhashed record decodes");
+        assert_eq!((m.len, m.hash), (5, ValueHash::default()));
         let s = StoreStats {
             live_keys: 1,
             tombstones: 2,

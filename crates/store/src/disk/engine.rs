@@ -15,7 +15,9 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
 use super::codec::{Meta, decode_stats};
 use super::options::DiskOptions;
-use crate::{StoreError, StoreStats};
+use crate::digest::{Change, Rebuild};
+use crate::layout::split_engine_key;
+use crate::{DigestTree, StoreError, StoreStats};
 
 /// The key of the running totals in `counters`.
 pub(crate) const TOTALS: &[u8] = b"totals";
@@ -93,6 +95,32 @@ impl Engine {
             .map_err(|e| StoreError::engine("reading metadata", e))?
             .map(|b| Meta::decode(&b))
             .transpose()
+    }
+
+    /// Builds `tree` from every metadata record (one scan, values never
+    /// read). A record that does not decode is left out and logged: it
+    /// fails only its own key's reads, as it did before.
+    pub fn rebuild_tree(&self, tree: &DigestTree) -> Result<(), StoreError> {
+        let mut fresh = Rebuild::new();
+        let mut corrupt = 0u64;
+        for guard in self.meta.iter() {
+            let (k, v) = guard
+                .into_inner()
+                .map_err(|e| StoreError::engine("digesting the store", e))?;
+            let (Some((position, key)), Ok(meta)) = (split_engine_key(&k), Meta::decode(&v)) else {
+                corrupt += 1;
+                continue;
+            };
+            fresh.add(&Change::new(position, key, &meta.stamp, &meta.hash, true));
+        }
+        if corrupt > 0 {
+            tracing::warn!(
+                corrupt,
+                "metadata records that do not decode are left out of the digests"
+            );
+        }
+        tree.replace(fresh);
+        Ok(())
     }
 
     pub fn load_stats(&self) -> Result<StoreStats, StoreError> {

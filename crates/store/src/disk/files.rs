@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::Shared;
 use super::engine::Engine;
-use crate::StoreError;
+use crate::{StoreError, ValueHash, ValueHasher};
 
 /// Size of the writes to a value file: the stream's small reads are
 /// gathered so that each blocking write moves this much.
@@ -118,13 +118,13 @@ impl Drop for PendingFile {
 }
 
 /// Writes `prefix` then the rest of `body` to the pending file, fsyncs it
-/// and its directory, and returns its length.
+/// and its directory, and returns its length and the value's hash.
 pub(crate) async fn write<R>(
     shared: &Shared,
     file: &PendingFile,
     prefix: &[u8],
     body: &mut R,
-) -> Result<u64, StoreError>
+) -> Result<(u64, ValueHash), StoreError>
 where
     R: AsyncRead + Unpin + Send,
 {
@@ -136,7 +136,7 @@ async fn write_file<R>(
     id: u64,
     prefix: &[u8],
     body: &mut R,
-) -> Result<u64, StoreError>
+) -> Result<(u64, ValueHash), StoreError>
 where
     R: AsyncRead + Unpin + Send,
 {
@@ -152,6 +152,8 @@ where
     file.set_max_buf_size(CHUNK);
     let wr = |e| StoreError::io("writing a value file", e);
     file.write_all(prefix).await.map_err(wr)?;
+    let mut hasher = ValueHasher::default();
+    hasher.update(prefix);
     let mut len = prefix.len() as u64;
     let mut buf = vec![0u8; CHUNK];
     loop {
@@ -170,6 +172,7 @@ where
             break;
         }
         file.write_all(&buf[..filled]).await.map_err(wr)?;
+        hasher.update(&buf[..filled]);
         len += filled as u64;
     }
     file.flush().await.map_err(wr)?;
@@ -181,7 +184,7 @@ where
         .await
         .map_err(|_| StoreError::Closed)?
         .map_err(|e| StoreError::io("syncing the values directory", e))?;
-    Ok(len)
+    Ok((len, hasher.finish()))
 }
 
 /// Opens a value file for reading, `None` if it is gone (replaced since the

@@ -31,12 +31,13 @@ pub use options::{DiskOptions, SyncPolicy, UnknownSyncPolicy};
 use self::codec::{Meta, Place};
 use self::engine::Engine;
 use self::writer::{NewState, Op, Writer};
+use crate::digest::value_hash;
 use crate::entry::check_key;
 use crate::hints::{decode_hint, encode_hint, hint_key, hint_version};
 use crate::layout::{engine_key, plan, split_engine_key};
 use crate::{
-    EntryMeta, Hint, Lookup, Outcome, Purge, PurgeRequest, ScanCursor, ScanPage, Stamp, Store,
-    StoreError, StoreStats, StoredValue, ValueReader,
+    DigestTree, EntryMeta, Hint, Lookup, Outcome, Purge, PurgeRequest, ScanCursor, ScanPage, Stamp,
+    Store, StoreError, StoreStats, StoredValue, ValueReader,
 };
 
 /// Requests queued for the writer before callers wait for room.
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     engine: RwLock<Option<Arc<Engine>>>,
     stats: Mutex<StoreStats>,
     next_file: AtomicU64,
+    /// Kept current by the writer; rebuilt whenever the engine is opened.
+    tree: DigestTree,
 }
 
 impl Shared {
@@ -100,12 +103,15 @@ impl DiskStore {
         let engine = Arc::new(Engine::open(&dir, &opts)?);
         let next_file = files::clean_orphans(&dir, &engine)?;
         let stats = engine.load_stats()?;
+        let tree = DigestTree::default();
+        engine.rebuild_tree(&tree)?;
         let shared = Arc::new(Shared {
             dir,
             opts,
             engine: RwLock::new(Some(engine.clone())),
             stats: Mutex::new(stats),
             next_file: AtomicU64::new(next_file),
+            tree,
         });
         let (tx, rx) = mpsc::channel(QUEUE);
         let w = Writer::new(shared.clone(), rx, engine, stats);
@@ -190,10 +196,11 @@ impl DiskStore {
         R: AsyncRead + Unpin + Send,
     {
         let pending = files::PendingFile::new(&self.shared);
-        let len = files::write(&self.shared, &pending, prefix, body).await?;
+        let (len, hash) = files::write(&self.shared, &pending, prefix, body).await?;
         let state = NewState::File {
             id: pending.id(),
             len,
+            hash,
         };
         self.submit(engine_key(key), version, state, Some(pending))
             .await
@@ -295,6 +302,7 @@ fn entry_meta(ekey: &[u8], raw: &[u8]) -> Result<Option<EntryMeta>, StoreError> 
         position,
         stamp: meta.stamp,
         size: meta.len,
+        value_hash: meta.hash,
     }))
 }
 
@@ -306,8 +314,14 @@ impl Store for DiskStore {
                 .put_file(key, version, &value, &mut tokio::io::empty())
                 .await;
         }
-        self.submit(engine_key(key), version, NewState::Inline(value), None)
-            .await
+        let hash = value_hash(&value);
+        self.submit(
+            engine_key(key),
+            version,
+            NewState::Inline(value, hash),
+            None,
+        )
+        .await
     }
 
     async fn put_stream<R>(
@@ -334,11 +348,12 @@ impl Store for DiskStore {
             .await
             .map_err(|e| StoreError::io("reading a value stream", e))?;
         if head.len() <= limit {
+            let hash = value_hash(&head);
             return self
                 .submit(
                     engine_key(key),
                     version,
-                    NewState::Inline(Bytes::from(head)),
+                    NewState::Inline(Bytes::from(head), hash),
                     None,
                 )
                 .await;
@@ -398,6 +413,10 @@ impl Store for DiskStore {
             Ok(ScanPage { entries, next })
         })
         .await
+    }
+
+    fn tree(&self) -> &DigestTree {
+        &self.shared.tree
     }
 
     fn stats(&self) -> StoreStats {

@@ -8,7 +8,9 @@
 //! When a commit or sync fails, fjall refuses further writes until reopened;
 //! the thread answers the group with the error, drops the engine and reopens
 //! it (bounded wait), so the store serves again once the fault is gone.
-//! Nothing is acknowledged that was not committed and synced.
+//! Nothing is acknowledged that was not committed and synced. The digests
+//! take a group's changes once it is committed, and are rebuilt from the
+//! engine after a reopen.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +24,9 @@ use super::codec::{Meta, Place, encode_stats};
 use super::engine::{Engine, TOTALS};
 use super::options::SyncPolicy;
 use super::{Shared, files};
-use crate::{Outcome, Purge, Stamp, StoreError, StoreStats};
+use crate::digest::Change;
+use crate::layout::split_engine_key;
+use crate::{Outcome, Purge, Stamp, StoreError, StoreStats, ValueHash};
 
 /// The most requests committed as one group.
 const MAX_GROUP: usize = 1024;
@@ -33,8 +37,8 @@ const MAX_GROUP_BYTES: usize = 16 << 20;
 
 /// What a write puts in place of the key's current entry.
 pub(crate) enum NewState {
-    Inline(Bytes),
-    File { id: u64, len: u64 },
+    Inline(Bytes, ValueHash),
+    File { id: u64, len: u64, hash: ValueHash },
     Tombstone,
 }
 
@@ -60,7 +64,7 @@ impl Op {
     fn inline_len(&self) -> usize {
         match self {
             Self::Write {
-                state: NewState::Inline(b),
+                state: NewState::Inline(b, _),
                 ..
             } => b.len(),
             _ => 0,
@@ -163,6 +167,8 @@ impl Writer {
         }
         let engine = Arc::new(Engine::open(&self.shared.dir, &self.shared.opts)?);
         self.stats = engine.load_stats()?;
+        // Whether a failed group reached the journal is known only now.
+        engine.rebuild_tree(&self.shared.tree)?;
         for id in std::mem::take(&mut self.suspects) {
             if !engine.file_is_referenced(id)?
                 && let Err(e) = files::remove(&self.shared.dir, id)
@@ -225,6 +231,7 @@ impl Writer {
             Ok(stats) => {
                 self.stats = stats;
                 self.shared.set_stats(stats);
+                self.shared.tree.apply(&g.changes);
                 answers.into_iter().for_each(Answer::ok);
                 for id in g.unlink.into_iter().chain(g.unused) {
                     if let Err(e) = files::remove(&self.shared.dir, id) {
@@ -269,6 +276,8 @@ struct Group<'a> {
     unused: Vec<u64>,
     /// Files this group makes visible.
     new_files: Vec<u64>,
+    /// Entries in and out, for the digests once the group is durable.
+    changes: Vec<Change>,
 }
 
 impl<'a> Group<'a> {
@@ -282,6 +291,14 @@ impl<'a> Group<'a> {
             unlink: Vec::new(),
             unused: Vec::new(),
             new_files: Vec::new(),
+            changes: Vec::new(),
+        }
+    }
+
+    fn change(&mut self, ekey: &[u8], meta: &Meta, added: bool) {
+        if let Some((position, key)) = split_engine_key(ekey) {
+            self.changes
+                .push(Change::new(position, key, &meta.stamp, &meta.hash, added));
         }
     }
 
@@ -292,7 +309,8 @@ impl<'a> Group<'a> {
         }
     }
 
-    fn forget(&mut self, old: &Meta) {
+    fn forget(&mut self, ekey: &[u8], old: &Meta) {
+        self.change(ekey, old, false);
         let s = &mut self.stats;
         match old.stamp {
             Stamp::Value(_) => {
@@ -340,19 +358,20 @@ impl<'a> Group<'a> {
                     return Ok(());
                 }
                 if let Some(old) = &cur {
-                    self.forget(old);
+                    self.forget(&ekey, old);
                 }
                 let meta = match state {
-                    NewState::Inline(bytes) => {
+                    NewState::Inline(bytes, hash) => {
                         let len = bytes.len() as u64;
                         self.datas.insert(ekey.clone(), Some(bytes));
                         Meta {
                             stamp: Stamp::Value(version),
                             len,
                             place: Some(Place::Inline),
+                            hash,
                         }
                     }
-                    NewState::File { id, len } => {
+                    NewState::File { id, len, hash } => {
                         self.datas.insert(ekey.clone(), None);
                         self.index.insert(id, Some(ekey.clone()));
                         self.new_files.push(id);
@@ -360,6 +379,7 @@ impl<'a> Group<'a> {
                             stamp: Stamp::Value(version),
                             len,
                             place: Some(Place::File(id)),
+                            hash,
                         }
                     }
                     NewState::Tombstone => {
@@ -368,6 +388,7 @@ impl<'a> Group<'a> {
                             stamp: Stamp::Tombstone(version),
                             len: 0,
                             place: None,
+                            hash: ValueHash::default(),
                         }
                     }
                 };
@@ -381,6 +402,7 @@ impl<'a> Group<'a> {
                         self.stats.tombstones = self.stats.tombstones.saturating_add(1);
                     }
                 }
+                self.change(&ekey, &meta, true);
                 self.metas.insert(ekey, Some(meta));
                 answers.push(Answer::Write(reply, Outcome::Applied));
                 Ok(())
@@ -399,7 +421,10 @@ impl<'a> Group<'a> {
                 };
                 match cur {
                     Some(m) if m.stamp == stamp => {
-                        self.forget(&m);
+                        self.forget(&ekey, &m);
+                        // A value written earlier in this group must not
+                        // stay behind as an orphan inline row.
+                        self.datas.insert(ekey.clone(), None);
                         self.metas.insert(ekey, None);
                         answers.push(Answer::Purge(reply, Purge::Removed));
                     }
