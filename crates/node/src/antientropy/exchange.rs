@@ -179,13 +179,12 @@ pub(crate) async fn exchange<S: Store>(
                 .into_iter()
                 .map(|m| (m.key.clone(), m))
                 .collect();
-            let mut known: Vec<[u8; 8]> = held
-                .values()
-                .map(|m| m.entry_hash().to_le_bytes())
-                .collect();
+            // What came back first: should the list be cut to its bound,
+            // it still moves the next answer past these.
+            let mut known: Vec<[u8; 8]> = entries.iter().map(|e| e.hash).collect();
+            known.extend(held.values().map(|m| m.entry_hash().to_le_bytes()));
             let mut new = false;
             for e in entries {
-                known.push(e.hash);
                 let mine = held.get(&e.key);
                 new |= take(ctx, peer, e, mine, &mut out, &mut fetches).await?;
             }
