@@ -43,7 +43,8 @@ pub use frame::{
     BODY_KINDS, Frame, FrameError, REQUEST_KINDS, decode_frame, encode_frame, frame_len,
 };
 pub use limits::{
-    DEFAULT_CHUNK_SIZE, DEFAULT_MAX_FRAME_LEN, Limits, MAX_KEY_LEN, MAX_LEAF_PARTS, WINDOW,
+    DEFAULT_CHUNK_SIZE, DEFAULT_MAX_FRAME_LEN, Limits, MAX_ASKS, MAX_KEY_LEN, MAX_LEAF_PARTS,
+    WINDOW,
 };
 pub use message::{
     Body, Chunk, Del, Get, Held, Hello, LeafAsk, LeafDigest, LeafEntry, Members, PartDigest,

@@ -17,6 +17,8 @@ pub const WINDOW: u32 = 8;
 /// The most parts one [`Request::ReplicaLeaves`](crate::Request) may name:
 /// their leaves' digests then fit well within a frame.
 pub const MAX_LEAF_PARTS: usize = 48;
+/// The most asks one [`Request::ReplicaEntries`](crate::Request) may carry.
+pub const MAX_ASKS: usize = 512;
 /// The default hard limit on one frame: a full chunk plus room for a key,
 /// versions and member lists.
 pub const DEFAULT_MAX_FRAME_LEN: usize = DEFAULT_CHUNK_SIZE + 64 * 1024;

@@ -90,6 +90,12 @@ impl EntryMeta {
     }
 }
 
+/// The first 4 bytes (little-endian) of a hash, as leaf digests carry it.
+pub fn hash_prefix(hash: u64) -> [u8; 4] {
+    let b = hash.to_le_bytes();
+    [b[0], b[1], b[2], b[3]]
+}
+
 /// The leaf a position falls in.
 pub fn leaf_of(p: Position) -> usize {
     (p.0 >> (64 - LEAF_BITS)) as usize

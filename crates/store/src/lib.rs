@@ -46,8 +46,8 @@ mod store;
 pub use clock::{ClockError, DEFAULT_MAX_SKEW, HybridClock};
 pub use digest::{
     Cover, DigestTree, LEAF_BITS, LEAVES, LEAVES_PER_PART, PART_BITS, PARTS, RangeDigest,
-    ValueHash, ValueHasher, entry_hash, leaf_digests, leaf_entries, leaf_of, part_digests,
-    value_hash,
+    ValueHash, ValueHasher, entry_hash, hash_prefix, leaf_digests, leaf_entries, leaf_of,
+    part_digests, value_hash,
 };
 pub use disk::{DiskOptions, DiskStore, SyncPolicy, UnknownSyncPolicy};
 pub use entry::{

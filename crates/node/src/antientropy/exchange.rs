@@ -23,19 +23,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use mydht_proto::{LeafAsk, LeafEntry, MAX_LEAF_PARTS, Version, Want};
+use mydht_proto::{LeafAsk, LeafEntry, MAX_ASKS, MAX_LEAF_PARTS, Version, Want};
 use mydht_ring::NodeId;
 use mydht_store::{
-    Cover, EntryMeta, HybridClock, LEAVES_PER_PART, PARTS, Store, leaf_digests, leaf_entries,
-    part_digests,
+    Cover, EntryMeta, HybridClock, LEAVES_PER_PART, PARTS, Store, hash_prefix, leaf_digests,
+    leaf_entries, part_digests,
 };
 use tokio::task::JoinSet;
 
-use crate::handlers::digests::short;
 use crate::replication::Replicas;
 
 /// Asks sent per entries call (the answer may cover fewer).
-const ASKS_PER_CALL: usize = crate::handlers::digests::MAX_ASKS;
+const ASKS_PER_CALL: usize = MAX_ASKS;
 /// Hashes an entries call carries at most (8 bytes each).
 const HASHES_PER_CALL: usize = 16 * 1024;
 /// Hashes one ask carries at most.
@@ -116,7 +115,7 @@ pub(crate) async fn exchange<S: Store>(
                 .await
                 .map_err(local)?;
             for (i, (m, t)) in mine.iter().zip(theirs).enumerate() {
-                let x = short(m.hash);
+                let x = hash_prefix(m.hash);
                 let diff = [
                     x[0] ^ t.hash[0],
                     x[1] ^ t.hash[1],

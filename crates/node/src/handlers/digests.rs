@@ -9,10 +9,12 @@
 //! the rest, or fetches a value on its own), so no answer outgrows a frame.
 
 use mydht_proto::{
-    ErrorReply, LeafAsk, LeafDigest, LeafEntry, MAX_LEAF_PARTS, PartDigest, Response, Want,
+    ErrorReply, LeafAsk, LeafDigest, LeafEntry, MAX_ASKS, MAX_LEAF_PARTS, PartDigest, Response,
+    Want,
 };
 use mydht_store::{
-    Cover, LEAVES_PER_PART, Lookup, Stamp, Store, leaf_digests, leaf_entries, part_digests,
+    Cover, LEAVES_PER_PART, Lookup, Stamp, Store, hash_prefix, leaf_digests, leaf_entries,
+    part_digests,
 };
 
 use super::{Reply, failed};
@@ -27,18 +29,9 @@ const ENTRIES_BUDGET: usize = 192 * 1024;
 /// entries (of leaves made large on purpose, say).
 const SCAN_BUDGET: usize = 64 * 1024;
 
-/// The most asks one entries call may carry.
-pub(crate) const MAX_ASKS: usize = 512;
-
 /// Values up to this size come inline with their entry; larger ones the
 /// caller fetches on their own (streamed).
-pub(crate) const INLINE_VALUE_MAX: u64 = 16 * 1024;
-
-/// The first 4 bytes of a hash, as leaves and entries carry them.
-pub(crate) fn short(hash: u64) -> [u8; 4] {
-    let b = hash.to_le_bytes();
-    [b[0], b[1], b[2], b[3]]
-}
+const INLINE_VALUE_MAX: u64 = 16 * 1024;
 
 /// Serves `ReplicaParts`.
 pub(crate) async fn serve_parts<S: Store>(node: &Node<S>, cover: Vec<(u64, u64)>) -> Reply {
@@ -75,7 +68,7 @@ pub(crate) async fn serve_leaves<S: Store>(
         match leaf_digests(&*node.store, &cover, first..first + LEAVES_PER_PART).await {
             Ok(leaves) => out.extend(leaves.into_iter().map(|d| LeafDigest {
                 count: d.count,
-                hash: short(d.hash),
+                hash: hash_prefix(d.hash),
             })),
             Err(e) => return Reply::error(failed(&e)),
         }
@@ -119,7 +112,7 @@ pub(crate) async fn serve_entries<S: Store>(
         for meta in listed {
             let hash = meta.entry_hash();
             let wanted = match &want {
-                Wanted::One(prefix) => short(hash) == *prefix,
+                Wanted::One(prefix) => hash_prefix(hash) == *prefix,
                 Wanted::Except(have) => have.binary_search(&hash.to_le_bytes()).is_err(),
             };
             if !wanted {
