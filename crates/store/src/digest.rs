@@ -361,15 +361,19 @@ pub async fn part_digests<S: Store + ?Sized>(
     store: &S,
     cover: &Cover,
 ) -> Result<Vec<RangeDigest>, StoreError> {
-    let leaves = leaf_digests(store, cover, 0..LEAVES).await?;
-    Ok(leaves
+    Ok(parts_of(&leaf_digests(store, cover, 0..LEAVES).await?))
+}
+
+/// The part digests that every leaf's digest (in order) adds up to.
+pub fn parts_of(leaves: &[RangeDigest]) -> Vec<RangeDigest> {
+    leaves
         .chunks(LEAVES_PER_PART)
         .map(|part| {
             let mut d = RangeDigest::default();
             part.iter().for_each(|l| d.merge(l));
             d
         })
-        .collect())
+        .collect()
 }
 
 /// The entries of `leaf` that `cover` covers, in position order.

@@ -270,13 +270,18 @@ impl PurgeRequest {
         if !self.held_by_all_replicas {
             return Some(Purge::NotHeldEverywhere);
         }
-        let grace_ms = u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX);
-        let age = self
-            .now
-            .millis()
-            .saturating_sub(self.version.timestamp.millis());
-        (age < grace_ms).then_some(Purge::TooRecent)
+        (!past_grace(self.now, &self.version, self.grace)).then_some(Purge::TooRecent)
     }
+}
+
+/// Whether `grace` has passed, at `now`, since `version` was stamped.
+pub fn past_grace(
+    now: mydht_proto::Timestamp,
+    version: &Version,
+    grace: std::time::Duration,
+) -> bool {
+    let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+    now.millis().saturating_sub(version.timestamp.millis()) >= grace_ms
 }
 
 /// Checks a key against the store's limit.

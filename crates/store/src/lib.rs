@@ -47,12 +47,12 @@ pub use clock::{ClockError, DEFAULT_MAX_SKEW, HybridClock};
 pub use digest::{
     Cover, DigestTree, LEAF_BITS, LEAVES, LEAVES_PER_PART, PART_BITS, PARTS, RangeDigest,
     ValueHash, ValueHasher, entry_hash, hash_prefix, leaf_digests, leaf_entries, leaf_of,
-    part_digests, value_hash,
+    part_digests, parts_of, value_hash,
 };
 pub use disk::{DiskOptions, DiskStore, SyncPolicy, UnknownSyncPolicy};
 pub use entry::{
     EntryMeta, Lookup, MAX_KEY_LEN, Outcome, Purge, PurgeRequest, ScanCursor, ScanPage, Stamp,
-    StoreStats, StoredValue, ValueReader, haskey_text,
+    StoreStats, StoredValue, ValueReader, haskey_text, past_grace,
 };
 pub use error::StoreError;
 pub use hints::Hint;

@@ -16,7 +16,9 @@
 use std::collections::{BTreeSet, HashSet};
 
 use mydht_ring::{NodeId, ReplicatedRange, Ring};
-use mydht_store::{Cover, LEAVES, Purge, PurgeRequest, Stamp, Store, leaf_digests, leaf_entries};
+use mydht_store::{
+    Cover, LEAVES, Purge, PurgeRequest, Stamp, Store, leaf_digests, leaf_entries, past_grace,
+};
 
 use super::AntiEntropy;
 use crate::movement::Report;
@@ -44,7 +46,6 @@ impl<S: Store> AntiEntropy<S> {
             Ok(k) => k,
             Err(e) => return report.fail(me, format!("reading the store: {e}")),
         };
-        let grace = u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX);
         for (leaf, digest) in (0u16..=u16::MAX).zip(&kept) {
             if digest.tombstones == 0 {
                 continue;
@@ -58,12 +59,7 @@ impl<S: Store> AntiEntropy<S> {
                 let Stamp::Tombstone(version) = &meta.stamp else {
                     continue;
                 };
-                let age = self
-                    .clock
-                    .now()
-                    .millis()
-                    .saturating_sub(version.timestamp.millis());
-                if age < grace {
+                if !past_grace(self.clock.now(), version, self.grace) {
                     continue;
                 }
                 let Some(range) = seen.mine.iter().find(|r| r.range().contains(meta.position))

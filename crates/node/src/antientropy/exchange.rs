@@ -21,13 +21,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use mydht_proto::{LeafAsk, LeafEntry, MAX_ASKS, MAX_LEAF_PARTS, Version, Want};
+use mydht_proto::{LeafAsk, LeafEntry, MAX_ASKS, MAX_LEAF_PARTS, Want};
 use mydht_ring::NodeId;
 use mydht_store::{
-    Cover, EntryMeta, HybridClock, LEAVES_PER_PART, PARTS, Store, hash_prefix, leaf_digests,
-    leaf_entries, part_digests,
+    Cover, EntryMeta, HybridClock, LEAVES, LEAVES_PER_PART, PARTS, Store, hash_prefix,
+    leaf_digests, leaf_entries, parts_of, past_grace,
 };
 use tokio::task::JoinSet;
 
@@ -65,7 +66,7 @@ pub(crate) struct Ctx<'a, S> {
     pub replicas: &'a Replicas<S>,
     pub me: &'a NodeId,
     pub clock: &'a HybridClock,
-    pub grace_ms: u64,
+    pub grace: Duration,
 }
 
 /// Compares what this node and `peer` hold within `cover` and takes what
@@ -77,7 +78,10 @@ pub(crate) async fn exchange<S: Store>(
 ) -> Result<Exchanged, String> {
     let store = &**ctx.store;
     let mut out = Exchanged::default();
-    let mine = part_digests(store, cover).await.map_err(local)?;
+    // Every leaf once: the parts are their sums, and the leaves of the
+    // parts that differ are compared below.
+    let my_leaves = leaf_digests(store, cover, 0..LEAVES).await.map_err(local)?;
+    let mine = parts_of(&my_leaves);
     let theirs = ctx
         .replicas
         .parts(peer, cover)
@@ -111,9 +115,7 @@ pub(crate) async fn exchange<S: Store>(
         }
         for (part, theirs) in batch.iter().zip(theirs.chunks(LEAVES_PER_PART)) {
             let first = usize::from(*part) * LEAVES_PER_PART;
-            let mine = leaf_digests(store, cover, first..first + LEAVES_PER_PART)
-                .await
-                .map_err(local)?;
+            let mine = &my_leaves[first..first + LEAVES_PER_PART];
             for (i, (m, t)) in mine.iter().zip(theirs).enumerate() {
                 let x = hash_prefix(m.hash);
                 let diff = [
@@ -271,7 +273,7 @@ async fn take<S: Store>(
             );
             return Ok(true);
         }
-    } else if e.tombstone && past_grace(ctx, &e.version) {
+    } else if e.tombstone && past_grace(ctx.clock.now(), &e.version, ctx.grace) {
         return Ok(true);
     }
     let store = &**ctx.store;
@@ -332,12 +334,4 @@ fn finish_fetch(
         Ok(Err(e)) => Err(e),
         Err(e) => Err(format!("a fetch failed: {e}")),
     }
-}
-
-fn past_grace<S>(ctx: &Ctx<'_, S>, version: &Version) -> bool {
-    ctx.clock
-        .now()
-        .millis()
-        .saturating_sub(version.timestamp.millis())
-        >= ctx.grace_ms
 }

@@ -108,7 +108,7 @@ impl<S: Store> AntiEntropy<S> {
             replicas: &self.replicas,
             me: &me,
             clock: &self.clock,
-            grace_ms: u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX),
+            grace: self.grace,
         };
         // Who could not be compared, and where each peer differed.
         let mut unsure = HashSet::new();

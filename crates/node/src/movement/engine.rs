@@ -340,12 +340,7 @@ impl<S: Store> Engine<S> {
     }
 
     fn past_grace(&self, version: &Version) -> bool {
-        let grace = u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX);
-        self.clock
-            .now()
-            .millis()
-            .saturating_sub(version.timestamp.millis())
-            >= grace
+        mydht_store::past_grace(self.clock.now(), version, self.grace)
     }
 }
 
